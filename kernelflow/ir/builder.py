@@ -1,0 +1,151 @@
+"""GraphBuilder: appends primitive nodes to a graph, inferring their types from the shape rules.
+
+Used by the tracer, by gradient rules and by passes. ``b.add(x, y)`` is ``b.emit("add", x, y)``.
+Shape and dtype errors raised by a shape rule are re-raised naming the op, the operand types and the
+source location the builder is currently at (the user's line during tracing).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import primitive
+from .graph import Graph, Node, SourceLoc, Value
+from .types import DType, DTypeError, ShapeError, TensorType, as_dtype, type_of_array
+
+
+def canonical_attr(v: Any) -> Any:
+    """Attributes are immutable: lists become tuples, numpy scalars Python scalars, arrays read-only."""
+    if isinstance(v, (list, tuple)):
+        return tuple(canonical_attr(x) for x in v)
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, np.ndarray):
+        a = np.array(v, copy=True)
+        a.flags.writeable = False
+        return a
+    return v
+
+
+def located(err: Exception, op: str, types: Sequence[TensorType], loc: SourceLoc | None) -> Exception:
+    """The same error class, with the op, operand types and source line prepended/appended."""
+    where = f"\n  traced at {loc}" if loc else ""
+    operands = ", ".join(str(t) for t in types)
+    new = type(err)(f"{op}({operands}): {err}{where}")
+    new.__cause__ = err
+    return new
+
+
+class GraphBuilder:
+    def __init__(self, name: str = "main", graph: Graph | None = None):
+        self.graph = graph if graph is not None else Graph(name)
+        self.loc: SourceLoc | None = None
+
+    # -- structure ---------------------------------------------------------------------------
+    def add_input(self, type: TensorType) -> Value:
+        v = Value(type)
+        self.graph.inputs.append(v)
+        return v
+
+    def finish(self, outputs: Sequence[Value]) -> Graph:
+        self.graph.outputs = list(outputs)
+        return self.graph
+
+    @contextlib.contextmanager
+    def at(self, loc: SourceLoc | None):
+        """Emit nodes inside the block with this source location."""
+        saved, self.loc = self.loc, loc if loc is not None else self.loc
+        try:
+            yield
+        finally:
+            self.loc = saved
+
+    # -- emitting ----------------------------------------------------------------------------
+    def emit_node(self, op: str, *inputs: Value, **attrs) -> Node:
+        prim = primitive.get(op)
+        for i, v in enumerate(inputs):
+            if not isinstance(v, Value):
+                raise TypeError(f"{op}: operand {i} is {type(v).__name__}, not an IR Value")
+        attrs = {k: canonical_attr(v) for k, v in attrs.items()}
+        missing = [a for a in prim.attr_names if a not in attrs]
+        extra = [a for a in attrs if a not in prim.attr_names]
+        if missing or extra:
+            raise TypeError(f"{op}: attributes {sorted(attrs)} do not match the expected "
+                            f"{list(prim.attr_names)}")
+        in_types = [v.type for v in inputs]
+        try:
+            out = prim.shape_rule(*in_types, **attrs)
+        except (ShapeError, DTypeError) as e:
+            raise located(e, op, in_types, self.loc) from None
+        out_types = out if isinstance(out, tuple) else (out,)
+        node = Node(op, inputs, attrs, out_types, self.loc)
+        self.graph.nodes.append(node)
+        return node
+
+    def emit(self, op: str, *inputs: Value, **attrs) -> Value | tuple[Value, ...]:
+        node = self.emit_node(op, *inputs, **attrs)
+        return node.outputs[0] if len(node.outputs) == 1 else node.outputs
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or not primitive.is_primitive(name):
+            raise AttributeError(name)
+        return lambda *inputs, **attrs: self.emit(name, *inputs, **attrs)
+
+    # -- helpers used by tracing and gradient rules --------------------------------------------
+    def constant(self, value, dtype: DType | str | None = None) -> Value:
+        """A constant node holding ``value`` (a scalar or array) as ``dtype``."""
+        arr = np.asarray(value) if dtype is None else np.asarray(value, dtype=as_dtype(dtype).np_dtype)
+        type_of_array(arr)  # rejects unsupported dtypes with a clear error
+        return self.emit("constant", value=arr)
+
+    def full(self, shape: Sequence[int], value, dtype: DType) -> Value:
+        """``value`` broadcast to ``shape`` (a scalar constant plus broadcast_in_dim, fusable)."""
+        scalar = self.constant(value, dtype)
+        if tuple(shape) == ():
+            return scalar
+        return self.emit("broadcast_in_dim", scalar, shape=tuple(shape), dims=())
+
+    def zeros_like(self, v: Value) -> Value:
+        return self.full(v.shape, 0, v.dtype)
+
+    def full_like(self, v: Value, value) -> Value:
+        return self.full(v.shape, value, v.dtype)
+
+    def broadcast_to(self, v: Value, shape: Sequence[int]) -> Value:
+        """numpy-style broadcast (trailing dims aligned); a no-op when the shape already matches."""
+        shape = tuple(shape)
+        if v.shape == shape:
+            return v
+        lead = len(shape) - v.ndim
+        if lead < 0:
+            raise ShapeError(f"cannot broadcast {v.type} to shape {list(shape)}")
+        keep = [i for i, d in enumerate(v.shape) if d == shape[lead + i]]
+        if len(keep) != v.ndim:  # size-1 dims that expand are squeezed first
+            for i, d in enumerate(v.shape):
+                if d != 1 and d != shape[lead + i]:
+                    raise ShapeError(f"cannot broadcast {v.type} to shape {list(shape)}")
+            v = self.emit("reshape", v, shape=tuple(v.shape[i] for i in keep))
+        return self.emit("broadcast_in_dim", v, shape=shape, dims=tuple(lead + i for i in keep))
+
+    def sum_to(self, v: Value, shape: Sequence[int]) -> Value:
+        """The transpose of broadcast_to: sum ``v`` down to ``shape``."""
+        shape = tuple(shape)
+        if v.shape == shape:
+            return v
+        lead = v.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, d in enumerate(shape) if d == 1 and v.shape[lead + i] != 1)
+        s = self.emit("reduce_sum", v, axes=axes) if axes else v
+        if s.shape != shape:
+            s = self.emit("reshape", s, shape=shape)
+        return s
+
+    def cast(self, v: Value, dtype) -> Value:
+        dtype = as_dtype(dtype)
+        return v if v.dtype == dtype else self.emit("cast", v, dtype=dtype)
