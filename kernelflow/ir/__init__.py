@@ -4,3 +4,7 @@ from .types import (DType, DTypeError, ShapeError, TensorType, as_dtype, type_of
 from .graph import Graph, Node, SourceLoc, Value
 from .primitive import NONDIFFERENTIABLE, Primitive, all_primitives, get as get_primitive
 from .builder import GraphBuilder
+from .printer import print_graph
+from .parser import ParseError, parse
+from .verify import VerifyError, verify
+from .interpret import interpret

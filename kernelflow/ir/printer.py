@@ -1,0 +1,97 @@
+"""The canonical text form of a Graph (the grammar is in docs/ir.md).
+
+    graph predict(%0: f32[8,4], %1: f32[4,3]) -> (f32[8,3]) {
+      %2: f32[8,3] = dot_general(%0, %1) {batch=[[], []], contract=[[1], [0]]} loc("model.py":7)
+      %3: f32[8,3] = tanh(%2) loc("model.py":8)
+      return %3
+    }
+
+Values are numbered in definition order and attributes sorted by name, so printing is canonical:
+``print_graph(parse(text)) == text`` for any printed text.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+
+from .graph import Graph, Value
+from .types import DType, TensorType, as_dtype
+
+# Constants with more elements than this print as base64 of their little-endian bytes.
+MAX_DECIMAL_ELEMENTS = 16
+SIMPLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*\Z")
+
+
+def format_scalar(x) -> str:
+    if isinstance(x, (bool, np.bool_)):
+        return "true" if x else "false"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    return repr(float(x))  # shortest text that round-trips a float64 (and so any f16/f32)
+
+
+def format_array(a: np.ndarray) -> str:
+    t = TensorType(as_dtype(a.dtype), a.shape)
+    if a.size <= MAX_DECIMAL_ELEMENTS:
+        body = "[" + ", ".join(format_scalar(x) for x in a.reshape(-1).tolist()) + "]"
+    else:
+        data = np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+        body = json.dumps(base64.b64encode(data).decode("ascii"))
+    return f"dense<{t}>{body}"
+
+
+def format_attr(v) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, DType):
+        return v.name
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, np.ndarray):
+        return format_array(v)
+    if isinstance(v, tuple):
+        return "[" + ", ".join(format_attr(x) for x in v) + "]"
+    if isinstance(v, (bool, int, float, np.bool_, np.integer, np.floating)):
+        return format_scalar(v)
+    raise TypeError(f"attribute value {v!r} of type {type(v).__name__} has no text form")
+
+
+def format_name(name: str) -> str:
+    return name if SIMPLE_NAME.match(name) else json.dumps(name)
+
+
+def print_graph(graph: Graph, annotate=None) -> str:
+    """The canonical text of ``graph``. ``annotate(node) -> str`` may append a comment per node."""
+    names: dict[Value, str] = {}
+
+    def name(v: Value) -> str:
+        if v not in names:
+            raise ValueError(f"value {v!r} is used before it is defined (graph {graph.name})")
+        return names[v]
+
+    def define(v: Value) -> str:
+        names[v] = f"%{len(names)}"
+        return f"{names[v]}: {v.type}"
+
+    params = ", ".join(define(v) for v in graph.inputs)
+    results = ", ".join(str(v.type) for v in graph.outputs)
+    lines = [f"graph {format_name(graph.name)}({params}) -> ({results}) {{"]
+    for node in graph.nodes:
+        args = ", ".join(name(v) for v in node.inputs)
+        outs = ", ".join(define(v) for v in node.outputs)
+        text = f"  {outs} = {node.op}({args})"
+        if node.attrs:
+            text += " {" + ", ".join(f"{k}={format_attr(node.attrs[k])}" for k in sorted(node.attrs)) + "}"
+        if node.loc is not None:
+            text += f" loc({json.dumps(node.loc.file)}:{node.loc.line})"
+        if annotate is not None:
+            note = annotate(node)
+            if note:
+                text += f"  # {note}"
+        lines.append(text)
+    lines.append("  return " + ", ".join(name(v) for v in graph.outputs) if graph.outputs else "  return")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
