@@ -1,0 +1,1 @@
+"""Graph -> Graph passes: simplification, CSE, DCE, autodiff, and (for the compilers) fusion."""

@@ -1,0 +1,30 @@
+"""Common-subexpression elimination: two nodes with the same op, operands and attributes are one."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.graph import Graph
+from .rewrite import rebuild
+
+
+def _attr_key(v):
+    if isinstance(v, np.ndarray):
+        return ("array", v.dtype.str, v.shape, v.tobytes())
+    if isinstance(v, tuple):
+        return tuple(_attr_key(x) for x in v)
+    return (type(v).__name__, v)
+
+
+def eliminate_common_subexpressions(graph: Graph) -> Graph:
+    seen = {}
+
+    def rule(b, node, ins):
+        key = (node.op, tuple(id(v) for v in ins),
+               tuple((k, _attr_key(node.attrs[k])) for k in sorted(node.attrs)))
+        if key in seen:
+            return seen[key]
+        out = b.emit(node.op, *ins, **node.attrs)
+        seen[key] = out
+        return out
+
+    return rebuild(graph, rule)

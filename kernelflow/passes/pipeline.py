@@ -1,0 +1,54 @@
+"""The pass pipeline: named stages run in order; each stage's graph can be dumped by name.
+
+``optimize(graph)`` is the default pipeline (simplify + CSE + DCE to a fixed point). With
+``verify_each=True`` (the tests' setting) the verifier runs after every stage.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from ..ir.graph import Graph
+from ..ir.printer import print_graph
+from ..ir.verify import verify
+from .cse import eliminate_common_subexpressions
+from .dce import eliminate_dead_code
+from .simplify import simplify
+
+Pass = Callable[[Graph], Graph]
+MAX_ROUNDS = 8
+
+
+def simplify_to_fixed_point(graph: Graph) -> Graph:
+    text = print_graph(graph)
+    for _ in range(MAX_ROUNDS):
+        graph = eliminate_dead_code(eliminate_common_subexpressions(simplify(graph)))
+        new_text = print_graph(graph)
+        if new_text == text:
+            break
+        text = new_text
+    return graph
+
+
+class Pipeline:
+    def __init__(self, stages: Sequence[tuple[str, Pass]]):
+        self.stages = list(stages)
+
+    def run(self, graph: Graph, dump: Callable[[str, Graph], None] | None = None,
+            verify_each: bool = False) -> Graph:
+        """Run the stages; ``dump(stage_name, graph)`` is called with the input ('traced') and each result."""
+        if dump:
+            dump("traced", graph)
+        for name, stage in self.stages:
+            graph = stage(graph)
+            if verify_each:
+                verify(graph)
+            if dump:
+                dump(name, graph)
+        return graph
+
+
+DEFAULT = Pipeline([("simplify", simplify_to_fixed_point)])
+
+
+def optimize(graph: Graph, dump=None, verify_each: bool = False) -> Graph:
+    return DEFAULT.run(graph, dump=dump, verify_each=verify_each)

@@ -1,0 +1,34 @@
+"""A small driver for passes that rebuild a graph node by node through a GraphBuilder.
+
+``rebuild(graph, rule)`` copies ``graph``; for each node, ``rule(b, node, inputs)`` sees the node and its
+already-rewritten operands and returns a Value to use instead of the node's (single) output, or None to
+copy the node as it is. Rebuilding (rather than editing in place) keeps the result valid SSA by
+construction: every value is emitted by the builder after its operands.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..ir.builder import GraphBuilder
+from ..ir.graph import Graph, Node, Value
+
+Rule = Callable[[GraphBuilder, Node, list[Value]], "Value | None"]
+
+
+def rebuild(graph: Graph, rule: Rule) -> Graph:
+    b = GraphBuilder(graph.name)
+    env: dict[Value, Value] = {v: b.add_input(v.type) for v in graph.inputs}
+    for node in graph.nodes:
+        ins = [env[v] for v in node.inputs]
+        with b.at(node.loc):
+            replacement = rule(b, node, ins) if len(node.outputs) == 1 else None
+            if replacement is not None:
+                if replacement.type != node.outputs[0].type:
+                    raise AssertionError(f"rewrite of {node.op} changed its type "
+                                         f"{node.outputs[0].type} -> {replacement.type}")
+                env[node.outputs[0]] = replacement
+                continue
+            new = b.emit_node(node.op, *ins, **node.attrs)
+        for old, nv in zip(node.outputs, new.outputs):
+            env[old] = nv
+    return b.finish([env[v] for v in graph.outputs])

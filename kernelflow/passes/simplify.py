@@ -1,0 +1,113 @@
+"""Algebraic simplification and constant folding.
+
+Rules (each keeps the value bit-for-bit the same under IEEE arithmetic, so none of them is ``x * 0 -> 0``):
+  x + 0, 0 + x, x - 0, x * 1, 1 * x, x / 1        -> x
+  neg(neg(x))                                      -> x
+  cast(x) to x's own dtype, select(p, x, x)        -> x
+  reshape to the same shape; reshape(reshape(x))   -> one reshape
+  transpose by the identity; transpose(transpose)  -> one transpose (or x)
+  broadcast_in_dim to the same shape with identity dims -> x;  broadcast(broadcast(x)) -> one broadcast
+  reduce_sum / reduce_max / reduce_min over no axes -> x
+  slice of everything with stride 1, rev over no axes, pad by nothing -> x
+  constant folding: a node whose operands are all constants and whose result is small (<= 64 elements)
+  becomes a constant. Broadcasts and iotas are left symbolic: fusion turns them into index arithmetic,
+  while a folded large constant would cost memory.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import primitive
+from ..ir.graph import Graph, Value
+from .rewrite import rebuild
+
+FOLD_MAX_ELEMENTS = 64
+_NO_FOLD = {"broadcast_in_dim", "iota", "constant", "random_bits"}
+
+
+def constant_value(v: Value) -> np.ndarray | None:
+    """The value of ``v`` if it is a constant, possibly broadcast (returned unbroadcast), else None."""
+    n = v.producer
+    if n is None:
+        return None
+    if n.op == "constant":
+        return n.attrs["value"]
+    if n.op == "broadcast_in_dim":
+        return constant_value(n.inputs[0])
+    return None
+
+
+def is_splat(v: Value, x: float) -> bool:
+    """True when every element of ``v`` is the constant ``x``."""
+    c = constant_value(v)
+    return c is not None and c.size > 0 and bool(np.all(c == x))
+
+
+def _compose_perm(inner, outer):
+    return tuple(inner[p] for p in outer)
+
+
+def _rule(b, node, ins):  # noqa: C901 - a flat table of small rules reads best as one function
+    op, a = node.op, node.attrs
+    out_type = node.outputs[0].type
+    x = ins[0] if ins else None
+    if op in ("add",) and is_splat(ins[1], 0.0):
+        return x
+    if op == "add" and is_splat(x, 0.0):
+        return ins[1]
+    if op == "sub" and is_splat(ins[1], 0.0):
+        return x
+    if op == "mul" and is_splat(ins[1], 1.0):
+        return x
+    if op == "mul" and is_splat(x, 1.0):
+        return ins[1]
+    if op == "div" and is_splat(ins[1], 1.0) and x.dtype.is_float:
+        return x
+    if op == "neg" and x.producer is not None and x.producer.op == "neg":
+        return x.producer.inputs[0]
+    if op == "cast" and x.dtype == out_type.dtype:
+        return x
+    if op == "select" and ins[1] is ins[2]:
+        return ins[1]
+    if op == "reshape":
+        if x.shape == out_type.shape:
+            return x
+        if x.producer is not None and x.producer.op == "reshape":
+            inner = x.producer.inputs[0]
+            return inner if inner.shape == out_type.shape else b.reshape(inner, shape=a["shape"])
+    if op == "transpose":
+        perm = a["perm"]
+        if perm == tuple(range(len(perm))):
+            return x
+        if x.producer is not None and x.producer.op == "transpose":
+            composed = _compose_perm(x.producer.attrs["perm"], perm)
+            inner = x.producer.inputs[0]
+            return inner if composed == tuple(range(len(composed))) else b.transpose(inner, perm=composed)
+    if op == "broadcast_in_dim":
+        if x.shape == out_type.shape and a["dims"] == tuple(range(x.ndim)):
+            return x
+        if x.producer is not None and x.producer.op == "broadcast_in_dim":
+            inner = x.producer.inputs[0]
+            dims = tuple(a["dims"][d] for d in x.producer.attrs["dims"])
+            return b.broadcast_in_dim(inner, shape=a["shape"], dims=dims)
+    if op in ("reduce_sum", "reduce_max", "reduce_min") and a["axes"] == ():
+        return x
+    if op == "slice" and a["start"] == (0,) * x.ndim and a["limit"] == x.shape and \
+            a["stride"] == (1,) * x.ndim:
+        return x
+    if op == "rev" and a["axes"] == ():
+        return x
+    if op == "pad" and not any(a["low"]) and not any(a["high"]) and not any(a["interior"]):
+        return x
+    if (op not in _NO_FOLD and ins and out_type.size <= FOLD_MAX_ELEMENTS
+            and all(v.producer is not None and v.producer.op == "constant" for v in ins)):
+        with np.errstate(all="ignore"):
+            value = primitive.get(op).reference(*[v.producer.attrs["value"] for v in ins], **a)
+        if not isinstance(value, tuple):
+            return b.constant(np.asarray(value, dtype=out_type.dtype.np_dtype))
+    return None
+
+
+def simplify(graph: Graph) -> Graph:
+    """One sweep of the rules; run it with DCE to a fixed point (see pipeline.py)."""
+    return rebuild(graph, _rule)
