@@ -1,11 +1,13 @@
 """The movement primitives: shape rules through GraphBuilder, references against naive index loops,
-and gradient rules as vector-Jacobian products against finite differences."""
+and gradient rules (first and second order, through the autodiff pass) against finite differences."""
 import numpy as np
 import pytest
 
 from kernelflow.ir import DTypeError, GraphBuilder, ShapeError, TensorType, float32, float64, int32
 from kernelflow.ir import primitive
 from kernelflow.ir.types import type_of_array
+
+from gradcheck import check_primitive_grad
 
 DTYPES = [np.float32, np.float64, np.int32]
 
@@ -30,42 +32,9 @@ def check_declared(op, arrays, out, **attrs):
     assert all(not np.shares_memory(out, a) for a in arrays)
 
 
-# -- gradient checking: evaluate the grad rule's graph with the references ----------------------
-def run_graph(graph, arrays):
-    env = dict(zip(graph.inputs, arrays))
-    for node in graph.nodes:
-        result = primitive.get(node.op).reference(*[env[v] for v in node.inputs], **node.attrs)
-        for v, a in zip(node.outputs, result if isinstance(result, tuple) else (result,)):
-            a = np.asarray(a)
-            assert type_of_array(a) == v.type, node
-            env[v] = a
-    return [env[v] for v in graph.outputs]
-
-
-def check_vjp(op, arrays, **attrs):
-    """The grad rule applied to a random cotangent g equals the finite-difference gradient of
-    sum(g * op(arrays)) with respect to every (float64) input."""
-    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
-    b = GraphBuilder()
-    node = b.emit_node(op, *[b.add_input(type_of_array(a)) for a in arrays], **attrs)
-    g = b.add_input(node.out.type)
-    grads = primitive.get(op).grad(b, g, node)
-    assert len(grads) == len(arrays)
-    graph = b.finish(grads)
-    cotangent = np.random.default_rng(1).standard_normal(node.out.shape)
-    computed = run_graph(graph, arrays + [cotangent])
-    f = ref(op)
-    eps = 1e-6
-    for i, a in enumerate(arrays):
-        numeric = np.zeros_like(a)
-        for k in np.ndindex(a.shape):
-            hi = [x.copy() for x in arrays]
-            lo = [x.copy() for x in arrays]
-            hi[i][k] += eps
-            lo[i][k] -= eps
-            numeric[k] = (np.sum(cotangent * f(*hi, **attrs)) - np.sum(cotangent * f(*lo, **attrs))) / (2 * eps)
-        assert computed[i].shape == a.shape
-        np.testing.assert_allclose(computed[i], numeric, rtol=1e-6, atol=1e-6)
+def check_grad(op, arrays, **attrs):
+    """First and second derivatives through the autodiff pass against central differences (float64)."""
+    check_primitive_grad(op, [np.asarray(a, dtype=np.float64) for a in arrays], order=2, **attrs)
 
 
 # -- broadcast_in_dim --------------------------------------------------------------------------
@@ -109,7 +78,7 @@ def test_broadcast_in_dim_errors(xshape, shape, dims, message):
 
 @pytest.mark.parametrize("xshape,shape,dims", [c for c in BROADCAST_CASES if 0 not in c[1]])
 def test_broadcast_in_dim_grad(xshape, shape, dims):
-    check_vjp("broadcast_in_dim", [sample(xshape, np.float64)], shape=shape, dims=dims)
+    check_grad("broadcast_in_dim", [sample(xshape, np.float64)], shape=shape, dims=dims)
 
 
 # -- reshape -----------------------------------------------------------------------------------
@@ -134,7 +103,7 @@ def test_reshape_errors():
 
 
 def test_reshape_grad():
-    check_vjp("reshape", [sample((2, 3, 2), np.float64)], shape=(3, 4))
+    check_grad("reshape", [sample((2, 3, 2), np.float64)], shape=(3, 4))
 
 
 # -- transpose ---------------------------------------------------------------------------------
@@ -159,7 +128,7 @@ def test_transpose_errors():
 
 
 def test_transpose_grad():
-    check_vjp("transpose", [sample((2, 3, 4), np.float64)], perm=(1, 2, 0))
+    check_grad("transpose", [sample((2, 3, 4), np.float64)], perm=(1, 2, 0))
 
 
 # -- slice -------------------------------------------------------------------------------------
@@ -201,7 +170,7 @@ def test_slice_errors(start, limit, stride, message):
 
 @pytest.mark.parametrize("xshape,start,limit,stride", SLICE_CASES)
 def test_slice_grad(xshape, start, limit, stride):
-    check_vjp("slice", [sample(xshape, np.float64)], start=start, limit=limit, stride=stride)
+    check_grad("slice", [sample(xshape, np.float64)], start=start, limit=limit, stride=stride)
 
 
 # -- pad ---------------------------------------------------------------------------------------
@@ -242,7 +211,7 @@ def test_pad_errors():
 
 @pytest.mark.parametrize("xshape,low,high,interior", PAD_CASES)
 def test_pad_grad(xshape, low, high, interior):
-    check_vjp("pad", [sample(xshape, np.float64)], low=low, high=high, interior=interior, value=2.5)
+    check_grad("pad", [sample(xshape, np.float64)], low=low, high=high, interior=interior, value=2.5)
 
 
 def test_slice_of_pad_recovers_the_operand():
@@ -292,7 +261,7 @@ def test_concatenate_errors():
 
 
 def test_concatenate_grad():
-    check_vjp("concatenate", [sample((2, 1), np.float64), sample((2, 0), np.float64),
+    check_grad("concatenate", [sample((2, 1), np.float64), sample((2, 0), np.float64),
                               sample((2, 3), np.float64, seed=3)], axis=1)
 
 
@@ -317,7 +286,7 @@ def test_rev_errors():
 
 
 def test_rev_grad():
-    check_vjp("rev", [sample((2, 3, 2), np.float64)], axes=(0, 2))
+    check_grad("rev", [sample((2, 3, 2), np.float64)], axes=(0, 2))
 
 
 def test_codegen_is_the_movement_lowering():

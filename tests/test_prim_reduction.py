@@ -1,5 +1,5 @@
 """The reduction primitives: shape rules through GraphBuilder, references against Python loops over
-the reduced elements, and gradient rules as vector-Jacobian products."""
+the reduced elements, and gradient rules (through the autodiff pass) against finite differences."""
 import math
 
 import numpy as np
@@ -7,7 +7,11 @@ import pytest
 
 from kernelflow.ir import (DTypeError, GraphBuilder, ShapeError, TensorType, bool_, float32, float64,
                            int32, int64, primitive)
+from kernelflow.ir import interpret, verify
 from kernelflow.ir.types import type_of_array
+from kernelflow.passes.autodiff import vjp_graph
+
+from gradcheck import check_primitive_grad
 
 DTYPES = [np.float32, np.float64, np.int32, np.int64, np.uint8]
 
@@ -105,7 +109,7 @@ def test_reduce_axes_errors(op, axes, message):
 
 @pytest.mark.parametrize("shape,axes", [s for s in SHAPES_AND_AXES if 0 not in s[0]])
 def test_reduce_sum_grad(shape, axes):
-    check_vjp("reduce_sum", sample(shape, np.float64), axes=axes)
+    check_grad("reduce_sum", sample(shape, np.float64), axes=axes)
 
 
 # -- reduce_max / reduce_min -------------------------------------------------------------------
@@ -146,14 +150,14 @@ def test_reduce_sum_of_an_empty_axis_is_zero():
 @pytest.mark.parametrize("op", ["reduce_max", "reduce_min"])
 @pytest.mark.parametrize("shape,axes", [s for s in SHAPES_AND_AXES if 0 not in s[0]])
 def test_reduce_extremum_grad_without_ties(op, shape, axes):
-    check_vjp(op, sample(shape, np.float64), axes=axes)
+    check_grad(op, sample(shape, np.float64), axes=axes)
 
 
 @pytest.mark.parametrize("op", ["reduce_max", "reduce_min"])
 def test_reduce_extremum_grad_splits_ties_evenly(op):
     x = np.array([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [-1.0, 5.0, -1.0, -4.0]])
     g = np.array([6.0, 8.0, 3.0])
-    (grad,) = vjp(op, x, g, axes=(1,))
+    grad = vjp(op, x, g, axes=(1,))
     expected = np.zeros_like(x)
     for r, row in enumerate(x):
         target = row.max() if op == "reduce_max" else row.min()
@@ -167,7 +171,7 @@ def test_reduce_max_grad_matches_torch_amax():
     torch = pytest.importorskip("torch")
     x = np.array([[1.0, 4.0, 4.0], [0.5, -2.0, 0.5]])
     g = np.array([1.5, -3.0])
-    (grad,) = vjp("reduce_max", x, g, axes=(1,))
+    grad = vjp("reduce_max", x, g, axes=(1,))
     t = torch.tensor(x, requires_grad=True)
     torch.amax(t, dim=1).backward(torch.tensor(g))
     np.testing.assert_allclose(grad, t.grad.numpy())
@@ -211,38 +215,15 @@ def test_differentiability_and_codegen():
         assert prim.differentiable == (op != "argmax")
 
 
-# -- gradient checking: evaluate the grad rule's graph with the references ----------------------
-def run_graph(graph, arrays):
-    env = dict(zip(graph.inputs, arrays))
-    for node in graph.nodes:
-        result = primitive.get(node.op).reference(*[env[v] for v in node.inputs], **node.attrs)
-        for v, a in zip(node.outputs, result if isinstance(result, tuple) else (result,)):
-            a = np.asarray(a)
-            assert type_of_array(a) == v.type, node
-            env[v] = a
-    return [env[v] for v in graph.outputs]
+# -- gradient helpers --------------------------------------------------------------------------
+def check_grad(op, x, **attrs):
+    """First and second derivatives through the autodiff pass against central differences (float64)."""
+    check_primitive_grad(op, [np.asarray(x, dtype=np.float64)], order=2, **attrs)
 
 
 def vjp(op, x, cotangent, **attrs):
-    """The grad rule of ``op`` at ``x`` applied to ``cotangent``, evaluated with the references."""
+    """The autodiff pass's gradient of ``op`` at ``x`` for ``cotangent``, run by the reference interpreter."""
     b = GraphBuilder()
-    node = b.emit_node(op, b.add_input(type_of_array(x)), **attrs)
-    g = b.add_input(node.out.type)
-    graph = b.finish(primitive.get(op).grad(b, g, node))
-    return run_graph(graph, [x, np.asarray(cotangent, dtype=x.dtype)])
-
-
-def check_vjp(op, x, **attrs):
-    """The VJP equals the finite-difference gradient of sum(g * op(x)) (float64)."""
-    x = np.asarray(x, dtype=np.float64)
-    f = ref(op)
-    cotangent = np.random.default_rng(1).standard_normal(f(x, **attrs).shape)
-    (computed,) = vjp(op, x, cotangent, **attrs)
-    eps = 1e-6
-    numeric = np.zeros_like(x)
-    for k in np.ndindex(x.shape):
-        hi, lo = x.copy(), x.copy()
-        hi[k] += eps
-        lo[k] -= eps
-        numeric[k] = (np.sum(cotangent * f(hi, **attrs)) - np.sum(cotangent * f(lo, **attrs))) / (2 * eps)
-    np.testing.assert_allclose(computed, numeric, rtol=1e-6, atol=1e-6)
+    graph = b.finish([b.emit(op, b.add_input(type_of_array(x)), **attrs)])
+    _, grad = interpret(verify(vjp_graph(graph, [0])), [x, np.asarray(cotangent, dtype=x.dtype)])
+    return grad
