@@ -215,3 +215,11 @@ def test_grad_rule_matches_torch_autograd(lhs_shape, rhs_shape, contract, batch)
     for a, e in zip(got, expected):
         assert a.dtype == np.float32
         np.testing.assert_allclose(a, e.numpy(), rtol=1e-5, atol=1e-5)
+
+
+# -- gradients through the autodiff pass against finite differences ------------------------------
+@pytest.mark.parametrize("lhs_shape, rhs_shape, contract, batch", CASES)
+def test_gradcheck_first_and_second_order(lhs_shape, rhs_shape, contract, batch):
+    from gradcheck import check_primitive_grad
+    check_primitive_grad("dot_general", [random(lhs_shape, "float64"), random(rhs_shape, "float64")],
+                         order=2, contract=contract, batch=batch)

@@ -567,3 +567,29 @@ def test_pool_errors(op, types, attrs, error, words):
     assert message.startswith(op + "(")
     for word in words:
         assert word in message
+
+
+# -- gradients through the autodiff pass against finite differences --------------------------------
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, groups", GRAD_CONVS)
+def test_conv_gradcheck(x_shape, w_shape, stride, padding, dilation, groups):
+    from gradcheck import check_primitive_grad
+    a = conv_attrs(stride, padding, dilation, groups)
+    x, w = random(x_shape), random(w_shape)
+    g = random(conv_out_shape(x_shape, w_shape, stride, padding, dilation))
+    check_primitive_grad("conv2d", [x, w], order=2, **a)
+    check_primitive_grad("conv2d_input_grad", [g, w], order=2, input_shape=x_shape, **a)
+    check_primitive_grad("conv2d_weight_grad", [x, g], order=2, weight_shape=w_shape, **a)
+
+
+@pytest.mark.parametrize("x_shape, window, stride, padding", POOLS[1:3], ids=POOL_IDS[1:3])
+def test_pool_gradcheck(x_shape, window, stride, padding):
+    """Max pooling is smooth away from ties, so distinct random values (gaps >> eps) are used."""
+    from gradcheck import check_primitive_grad
+    a = pool_attrs(window, stride, padding)
+    x = random(x_shape)
+    y_shape = pooled_shape(x_shape, **a)
+    check_primitive_grad("reduce_window_max", [x], order=2, **a)
+    check_primitive_grad("select_and_scatter_add", [x, random(y_shape)], order=2, **a)
+    check_primitive_grad("select_and_gather", [x, random(x_shape)], order=2, **a)
+    check_primitive_grad("reduce_window_sum", [x], order=2, **a)
+    check_primitive_grad("reduce_window_sum_transpose", [random(y_shape)], order=2, input_shape=x_shape, **a)
