@@ -14,11 +14,11 @@ class VerifyError(ValueError):
     pass
 
 
-def _describe(node: Node) -> str:
+def _describe(node: Node, k: int) -> str:
     ins = ", ".join(str(v.type) for v in node.inputs)
     outs = ", ".join(str(v.type) for v in node.outputs)
     where = f" (traced at {node.loc})" if node.loc else ""
-    return f"node #{{}} `{outs} = {node.op}({ins})`{where}"
+    return f"node #{k} `{outs} = {node.op}({ins})`{where}"
 
 
 def verify(graph: Graph) -> Graph:
@@ -33,7 +33,7 @@ def verify(graph: Graph) -> Graph:
             raise VerifyError(f"graph {graph.name}: input {i} is also the output of a {v.producer.op} node")
         defined.add(v)
     for k, node in enumerate(graph.nodes):
-        where = _describe(node).format(k)
+        where = _describe(node, k)
         if not primitive.is_primitive(node.op):
             raise VerifyError(f"graph {graph.name}: {where}: unknown op {node.op!r}")
         prim = primitive.get(node.op)

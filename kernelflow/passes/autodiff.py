@@ -84,7 +84,8 @@ def vjp_graph(graph: Graph, wrt: Sequence[int], seeds: Sequence | None = None) -
                 b.add_input(out.type)  # keep the documented input layout; the cotangent is unused
             continue
         seeded.add(out)
-        ct = b.add_input(out.type) if seed == INPUT else b.full(out.shape, seed, out.dtype)
+        with b.at(out.producer.loc if out.producer is not None else None):
+            ct = b.add_input(out.type) if seed == INPUT else b.full(out.shape, seed, out.dtype)
         accumulate(env[out], ct, "the output seed")
 
     wrt_values = {graph.inputs[i] for i in wrt}

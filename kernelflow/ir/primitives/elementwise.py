@@ -73,7 +73,7 @@ ANY = {"float", "int", "uint", "bool"}
 
 # -- reference helpers -------------------------------------------------------------------------
 def _logistic(x):
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", under="ignore"):  # saturates to 0 or 1, as intended
         return (1 / (1 + np.exp(-x))).astype(x.dtype)
 
 
