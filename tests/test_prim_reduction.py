@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from kernelflow.ir import (DTypeError, GraphBuilder, ShapeError, TensorType, bool_, float32, float64,
+from kernelflow.ir import (DTypeError, GraphBuilder, ShapeError, TensorType, bool_, float32,
                            int32, int64, primitive)
 from kernelflow.ir import interpret, verify
 from kernelflow.ir.types import type_of_array

@@ -37,7 +37,7 @@ def _reduce_rule(kinds, has_identity: bool):
 
 def _sum_ref(x, axes):
     # float16/bfloat16 accumulate in float32 (as the backends do), then round once to the operand dtype.
-    acc = np.float32 if x.dtype.kind == "f" and x.dtype.itemsize < 4 else x.dtype
+    acc = np.float32 if x.dtype.name in ("float16", "bfloat16") else x.dtype
     return np.asarray(np.sum(x, axis=tuple(axes), dtype=acc)).astype(x.dtype)
 
 
