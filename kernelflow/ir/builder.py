@@ -123,15 +123,10 @@ class GraphBuilder:
         if v.shape == shape:
             return v
         lead = len(shape) - v.ndim
-        if lead < 0:
+        if lead < 0 or any(d != 1 and d != shape[lead + i] for i, d in enumerate(v.shape)):
             raise ShapeError(f"cannot broadcast {v.type} to shape {list(shape)}")
-        keep = [i for i, d in enumerate(v.shape) if d == shape[lead + i]]
-        if len(keep) != v.ndim:  # size-1 dims that expand are squeezed first
-            for i, d in enumerate(v.shape):
-                if d != 1 and d != shape[lead + i]:
-                    raise ShapeError(f"cannot broadcast {v.type} to shape {list(shape)}")
-            v = self.emit("reshape", v, shape=tuple(v.shape[i] for i in keep))
-        return self.emit("broadcast_in_dim", v, shape=shape, dims=tuple(lead + i for i in keep))
+        # broadcast_in_dim expands size-1 operand dims itself, so no reshape is needed first
+        return self.emit("broadcast_in_dim", v, shape=shape, dims=tuple(range(lead, len(shape))))
 
     def sum_to(self, v: Value, shape: Sequence[int]) -> Value:
         """The transpose of broadcast_to: sum ``v`` down to ``shape``."""
