@@ -1,0 +1,185 @@
+"""Turning Python functions into graphs and graphs back into values.
+
+* ``trace_graph`` runs a function on fresh tracers and returns its graph (plus the outer tracers it
+  captured, which became extra inputs at the end of the input list);
+* ``call_graph`` applies a graph to arguments: when any argument (or captured value) is traced, the graph
+  is inlined into that trace; otherwise it runs on numpy arrays with the given runner;
+* ``compile_executable`` picks the backend.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..ir import DTypeError, Graph, ShapeError, TensorType, type_of_array
+from .pytree import TreeDef, flatten, leaf_paths
+from .tracer import Trace, Tracer, new_trace, top_trace, wrap
+from .traced import value_of
+
+BACKENDS = ("numba", "interpret", "triton")
+
+
+def is_array_leaf(x) -> bool:
+    return isinstance(x, (Tracer, np.ndarray, np.generic, bool, int, float))
+
+
+def leaf_type(x, path: str, fn_name: str) -> TensorType:
+    """The static type a leaf argument traces as (Python scalars: numpy's default dtypes)."""
+    if isinstance(x, Tracer):
+        return x.type
+    if isinstance(x, (np.ndarray, np.generic, bool, int, float)):
+        arr = np.asarray(x)
+        try:
+            return type_of_array(arr)
+        except DTypeError as e:
+            raise DTypeError(f"{fn_name}: argument {path} has dtype {arr.dtype}, which kernelflow does not "
+                             f"support: {e}") from None
+    raise TypeError(
+        f"{fn_name}: argument {path} is a {type(x).__name__}; traced arguments must be numpy arrays, "
+        "scalars, or dicts/lists/tuples/namedtuples of them. Pass other values as static arguments "
+        "(kf.jit(..., static_argnums=... / static_argnames=...)).")
+
+
+def as_input_array(x, t: TensorType) -> np.ndarray:
+    return np.asarray(x, dtype=t.dtype.np_dtype)
+
+
+def graph_name(fn) -> str:
+    name = getattr(fn, "__name__", None) or type(fn).__name__
+    name = re.sub(r"\W", "_", name).strip("_") or "fn"
+    return name if not name[0].isdigit() else "fn_" + name
+
+
+@dataclass
+class TracedGraph:
+    graph: Graph
+    out_tree: TreeDef
+    captured: list[Tracer] = field(default_factory=list)
+    n_args: int = 0  # inputs that stand for the arguments; the captured ones follow
+
+    @property
+    def out_types(self) -> list[TensorType]:
+        return [v.type for v in self.graph.outputs]
+
+
+def output_value(trace: Trace, leaf, path: str, fn_name: str):
+    if isinstance(leaf, Tracer):
+        return trace.lift(leaf)
+    if isinstance(leaf, (np.ndarray, np.generic, bool, int, float)):
+        return trace.constant(np.asarray(leaf))
+    raise TypeError(f"{fn_name}: output {path} is a {type(leaf).__name__}; a traced function returns arrays, "
+                    "scalars, or dicts/lists/tuples/namedtuples of them")
+
+
+def trace_graph(fn_of_leaves: Callable[[list[Tracer]], Any], in_types: Sequence[TensorType], name: str,
+                check_output: Callable[[Any], None] | None = None) -> TracedGraph:
+    """Trace ``fn_of_leaves(tracers)`` on fresh inputs of ``in_types``; its result is a pytree of outputs."""
+    with new_trace(name) as trace:
+        tracers = [wrap(trace, trace.builder.add_input(t)) for t in in_types]
+        out = fn_of_leaves(tracers)
+        if check_output is not None:
+            check_output(out)
+        leaves, out_tree = flatten(out)
+        paths = None
+        values = []
+        for i, leaf in enumerate(leaves):
+            if not isinstance(leaf, Tracer) and not is_array_leaf(leaf):
+                paths = paths or leaf_paths(out, "output")
+            values.append(output_value(trace, leaf, paths[i] if paths else f"output leaf {i}", name))
+    graph = trace.builder.finish(values)
+    return TracedGraph(graph, out_tree, list(trace.captured), len(in_types))
+
+
+def inline_graph(trace: Trace, graph: Graph, inputs: Sequence) -> list[Tracer]:
+    """Copy ``graph``'s nodes into ``trace`` with ``inputs`` (tracers or arrays) bound to its inputs."""
+    if len(inputs) != len(graph.inputs):
+        raise TypeError(f"graph {graph.name} takes {len(graph.inputs)} inputs, got {len(inputs)}")
+    env = {}
+    for i, (v, x) in enumerate(zip(graph.inputs, inputs)):
+        val = value_of(trace, x, v.type.dtype.np_dtype)
+        if val.type != v.type:
+            raise ShapeError(f"input {i} of {graph.name}: expected {v.type}, got {val.type}")
+        env[v] = val
+    b = trace.builder
+    for node in graph.nodes:
+        with b.at(node.loc):
+            new = b.emit_node(node.op, *[env[v] for v in node.inputs], **node.attrs)
+        for old, fresh in zip(node.outputs, new.outputs):
+            env[old] = fresh
+    return [wrap(trace, env[v]) for v in graph.outputs]
+
+
+def call_graph(graph: Graph, inputs: Sequence, run: Callable[[list[np.ndarray]], list[np.ndarray]]) -> list:
+    """Apply ``graph``: inline it when any input is traced, else ``run`` it on numpy arrays."""
+    trace = top_trace(*inputs)
+    if trace is not None:
+        return inline_graph(trace, graph, inputs)
+    arrays = [as_input_array(x, v.type) for x, v in zip(inputs, graph.inputs)]
+    return run(arrays)
+
+
+def interpret_runner(graph: Graph, check_nan: bool = False):
+    from ..ir.interpret import interpret  # noqa: PLC0415
+    return lambda arrays: interpret(graph, arrays, check_nan=check_nan)
+
+
+# -- backends -----------------------------------------------------------------------------------------
+class InterpretExecutable:
+    """Runs a graph with the reference interpreter (``backend="interpret"``)."""
+
+    backend = "interpret"
+
+    def __init__(self, graph: Graph, check_nan: bool = False):
+        self.graph = graph
+        self.check_nan = check_nan
+
+    def __call__(self, *arrays) -> list[np.ndarray]:
+        from ..ir.interpret import interpret  # noqa: PLC0415
+        return interpret(self.graph, arrays, check_nan=self.check_nan)
+
+    def __repr__(self) -> str:
+        return f"<InterpretExecutable {self.graph.name}>"
+
+
+class NanCheckingExecutable:
+    """Wraps a compiled executable: if an output holds a NaN, re-run the interpreter to name the node."""
+
+    def __init__(self, inner, graph: Graph):
+        self.inner = inner
+        self.graph = graph
+        self.backend = getattr(inner, "backend", "?")
+
+    def __call__(self, *arrays):
+        outs = self.inner(*arrays)
+        if any(np.asarray(o).dtype.kind == "f" and np.isnan(o).any() for o in outs):
+            from ..ir.interpret import interpret  # noqa: PLC0415
+            interpret(self.graph, arrays, check_nan=True)  # raises naming the node when it finds it
+            raise FloatingPointError(f"{self.graph.name}: an output holds NaN")
+        return outs
+
+
+_warned_fallback = False
+
+
+def compile_executable(graph: Graph, backend: str = "numba", check_nan: bool = False):
+    global _warned_fallback
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "interpret":
+        return InterpretExecutable(graph, check_nan)
+    try:
+        from ..runtime import compile_graph  # noqa: PLC0415
+    except ImportError:
+        if backend == "numba":
+            if not _warned_fallback:
+                _warned_fallback = True
+                warnings.warn("kernelflow.runtime (the numba compiler) is not available; backend='numba' falls "
+                              "back to the reference interpreter", RuntimeWarning, stacklevel=3)
+            return InterpretExecutable(graph, check_nan)
+        raise ValueError(f"backend {backend!r} needs kernelflow.runtime, which is not available") from None
+    exe = compile_graph(graph, backend=backend)
+    return NanCheckingExecutable(exe, graph) if check_nan else exe
