@@ -118,8 +118,6 @@ def test_bad_arguments():
 
 @pytest.mark.parametrize("ours, theirs, kwargs", [CASES[3], CASES[5], CASES[7], CASES[10], CASES[12]])
 def test_update_traces_inside_jit(ours, theirs, kwargs):
-    if not hasattr(kf, "jit"):
-        pytest.skip("kf.jit is not there yet")
     compiled, compiled_state = _run_ours(ours, kwargs, np.float32, steps=4, jit=True)
     eager, eager_state = _run_ours(ours, kwargs, np.float32, steps=4)
     for got, want in zip(compiled, eager):
