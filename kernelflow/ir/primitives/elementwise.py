@@ -154,7 +154,7 @@ _unary("abs", np.abs, lambda b, g, n: [b.mul(g, b.sign(n.inputs[0]))],
 _unary("sign", np.sign, NONDIFFERENTIABLE, "kf_sign({0})", "kf_sign({0})", kinds=NUMERIC)
 _unary("sin", np.sin, lambda b, g, n: [b.mul(g, b.cos(n.inputs[0]))], "math.sin({0})", "tl.sin({0})")
 _unary("cos", np.cos, lambda b, g, n: [b.neg(b.mul(g, b.sin(n.inputs[0])))], "math.cos({0})", "tl.cos({0})")
-_unary("floor", np.floor, NONDIFFERENTIABLE, "math.floor({0})", "tl.floor({0})")
+_unary("floor", np.floor, NONDIFFERENTIABLE, "np.floor({0})", "tl.floor({0})")
 _unary("erf", _same_dtype(scipy.special.erf),
        lambda b, g, n: [b.mul(g, b.mul(_c(b, g, 2.0 / math.sqrt(math.pi)),
                                        b.exp(b.neg(b.mul(n.inputs[0], n.inputs[0])))))],
@@ -171,8 +171,8 @@ _binary("div", _div,
         "kf_div({0}, {1})", "kf_div({0}, {1})",
         doc="true division for floats; floor division (numpy //) for integers")
 _binary("pow", np.power, _grad_pow, "({0} ** {1})", "libdevice.pow({0}, {1})", kinds=FLOAT)
-_binary("maximum", np.maximum, _grad_extremum("gt"), "max({0}, {1})", "tl.maximum({0}, {1})")
-_binary("minimum", np.minimum, _grad_extremum("lt"), "min({0}, {1})", "tl.minimum({0}, {1})")
+_binary("maximum", np.maximum, _grad_extremum("gt"), "kf_maximum({0}, {1})", "tl.maximum({0}, {1})")
+_binary("minimum", np.minimum, _grad_extremum("lt"), "kf_minimum({0}, {1})", "tl.minimum({0}, {1})")
 
 # -- comparisons, select, cast -----------------------------------------------------------------
 for _name, _ufunc, _sym in [("eq", np.equal, "=="), ("ne", np.not_equal, "!="), ("lt", np.less, "<"),
@@ -192,6 +192,6 @@ register(Primitive(
     "cast", "cast", _cast_rule,
     lambda x, dtype: x.astype(as_dtype(dtype).np_dtype),
     _grad_cast,
-    {"numba": "kf_cast({0}, {dtype})", "triton": "{0}.to({dtype})"},
+    {"numba": "kf_cast_{dtype}({0})", "triton": "{0}.to({dtype})"},
     attr_names=("dtype",),
     doc="convert elements to another dtype (numpy astype: floats to ints truncate toward zero)"))

@@ -1,0 +1,250 @@
+"""Generate ONE Python module per graph: every kernel plus a driver that runs the whole schedule.
+
+The module looks like::
+
+    import numpy as np
+    from numba import njit, prange
+    from kernelflow.codegen.numba.helpers import *
+
+    @njit("void(float32[::1], float32[::1])", cache=True, ...)
+    def k0_exp_add(b0, b1):
+        ...
+
+    def make_run(S):                 # S: the executable's state (pool buffers, constants, callables)
+        f3 = S["f3"]                 # a pool slot, viewed as %3's dtype, flat
+        def run(a0, a1):             # one Python function executes the schedule
+            if a0.__class__ is not _nd or a0.dtype is not _t0 or a0.shape != (64, 128): a0 = _coerce(0, a0)
+            ...
+            k0_exp_add(f0, f3)
+            ...
+            return [v5]
+        return run
+
+A call is therefore one Python function doing attribute-free local operations plus the kernel calls:
+no per-step interpretation. Values have two local names: ``v<N>`` (the N-d array) and ``f<N>`` (its
+flat, contiguous 1-D form that kernels take); each is created only where needed.
+
+``module_source`` returns the source and the list of ``Binding``s the runtime must put in ``S``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...ir.types import DType
+from ...passes.fusion import FusionPlan, Step, dot_free_dims
+from ...passes.memory import MemoryPlan
+from ..kernel import Kernel
+from .printer import print_kernel
+
+
+@dataclass
+class Binding:
+    name: str
+    kind: str        # slot (flat view of a pool slot), slot_nd (shaped view), const, const_flat, ref, attrs
+    payload: Any
+
+
+def _num(label: str) -> int:
+    return int(label[1:])
+
+
+def _np_dtype_text(d: DType) -> str:
+    return f"np.{d.np_dtype.name}"
+
+
+class _Driver:
+    def __init__(self, plan: FusionPlan, memory: MemoryPlan):
+        self.plan = plan
+        self.memory = memory
+        self.names = plan.names
+        self.lines: list[str] = []
+        self.bindings: list[Binding] = []
+        self.bound: set[str] = set()
+        self.have_nd: set = set()
+        self.have_flat: set = set()
+
+    def n(self, v) -> int:
+        return _num(self.names[v])
+
+    def bind(self, name: str, kind: str, payload) -> str:
+        if name not in self.bound:
+            self.bound.add(name)
+            self.bindings.append(Binding(name, kind, payload))
+        return name
+
+    def emit(self, text: str, depth: int = 2):
+        self.lines.append("    " * depth + text)
+
+    def nd(self, v) -> str:
+        n = self.n(v)
+        if v not in self.have_nd:
+            self.emit(f"v{n} = f{n}.reshape({tuple(v.shape)!r})")
+            self.have_nd.add(v)
+        return f"v{n}"
+
+    def flat(self, v) -> str:
+        n = self.n(v)
+        if v not in self.have_flat:
+            self.emit(f"f{n} = v{n}.ravel()")  # a copy when the array is not contiguous
+            self.have_flat.add(v)
+        return f"f{n}"
+
+    def storage_binding(self, v):
+        """Pool slot and constant values are bound once, in make_run."""
+        n = self.n(v)
+        kind = self.memory.storage.get(v)
+        if kind == "slot":
+            self.bind(f"f{n}", "slot", (self.memory.slot_of[v], v.dtype, v.type.size))
+            self.bind(f"v{n}", "slot_nd", (self.memory.slot_of[v], v.dtype, v.shape))
+            self.have_flat.add(v)
+            self.have_nd.add(v)
+
+    # -- steps --------------------------------------------------------------------------------
+    def step(self, i: int, step: Step, kernel: Kernel | None, users, graph_outputs):
+        outs = step.outputs(users, graph_outputs)
+        for v in outs:
+            self.storage_binding(v)
+        label = ", ".join(f"{self.names[n.outputs[0]]} {n.op}" for n in step.nodes[:4])
+        label += " ..." if len(step.nodes) > 4 else ""
+        self.emit(f"# step {i} [{step.kind}] {label}")
+        if step.kind == "constant":
+            v = outs[0]
+            n = self.n(v)
+            self.bind(f"v{n}", "const", v)
+            self.bind(f"f{n}", "const_flat", v)
+            self.have_nd.add(v)
+            self.have_flat.add(v)
+        elif step.kind == "kernel":
+            args = []
+            for p in kernel.params:
+                v = p.value
+                if p.role == "out" and self.memory.storage[v] == "fresh":
+                    n = self.n(v)
+                    self.emit(f"f{n} = np.empty({v.type.size}, {_np_dtype_text(v.dtype)})")
+                    self.have_flat.add(v)
+                args.append(self.flat(v))
+            self.emit(f"{kernel.name}({', '.join(args)})")
+        elif step.kind == "library" and step.nodes[0].op == "dot_general":
+            self.dot(step.nodes[0], outs[0])
+        elif step.kind == "view":
+            for node in step.nodes:
+                out = node.outputs[0]
+                self.emit(f"v{self.n(out)} = {self.view_expr(node)}")
+                self.have_nd.add(out)
+        else:  # numpy reference lowering (and conv through its im2col reference)
+            node = step.nodes[0]
+            ref = self.bind(f"_ref_{node.op}", "ref", node.op)
+            attrs = self.bind(f"_attrs{i}", "attrs", dict(node.attrs))
+            args = ", ".join(self.nd(x) for x in node.inputs)
+            targets = ", ".join(f"v{self.n(v)}" for v in node.outputs)
+            self.emit("with np.errstate(all='ignore'):")
+            self.emit(f"{targets}{',' if len(node.outputs) == 1 else ''} = _as_tuple({ref}({args}, **{attrs}))",
+                      depth=3)
+            self.have_nd.update(node.outputs)
+
+    def view_expr(self, node) -> str:
+        x = self.nd(node.inputs[0])
+        a = node.attrs
+        if node.op == "reshape":
+            return f"{x}.reshape({tuple(a['shape'])!r})"
+        if node.op == "transpose":
+            return f"{x}.transpose({tuple(a['perm'])!r})"
+        if node.op == "broadcast_in_dim":
+            with_ones = [1] * len(a["shape"])
+            for i, d in enumerate(a["dims"]):
+                with_ones[d] = node.inputs[0].shape[i]
+            return f"np.broadcast_to({x}.reshape({tuple(with_ones)!r}), {tuple(a['shape'])!r})"
+        if node.op == "slice":
+            idx = ", ".join(f"{s}:{l}:{st}" for s, l, st in zip(a["start"], a["limit"], a["stride"]))
+            return f"{x}[{idx}{',' if len(a['start']) == 1 else ''}]" if a["start"] else x
+        if node.op == "rev":
+            idx = ", ".join("::-1" if j in a["axes"] else ":" for j in range(node.inputs[0].ndim))
+            return f"{x}[{idx}]" if idx else x
+        raise AssertionError(node.op)
+
+    def dot(self, node, out):
+        lhs, rhs = node.inputs
+        (lc, rc), (lb, rb) = node.attrs["contract"], node.attrs["batch"]
+        lf, rf = dot_free_dims(lhs.ndim, lc, lb), dot_free_dims(rhs.ndim, rc, rb)
+        size = lambda shape, dims: int(np.prod([shape[d] for d in dims], dtype=np.int64))  # noqa: E731
+        b, m, k, n = size(lhs.shape, lb), size(lhs.shape, lf), size(lhs.shape, lc), size(rhs.shape, rf)
+        three = (b, m, k) if lb else (m, k)
+
+        def operand(v, perm, shape):
+            text = self.nd(v)
+            if tuple(perm) != tuple(range(v.ndim)):
+                text += f".transpose({tuple(perm)!r})"
+            if tuple(shape) != tuple(v.shape if tuple(perm) == tuple(range(v.ndim))
+                                      else [v.shape[p] for p in perm]):
+                text += f".reshape({tuple(shape)!r})"
+            return text
+
+        a = operand(lhs, tuple(lb) + tuple(lf) + tuple(lc), three)
+        bt = operand(rhs, tuple(rb) + tuple(rc) + tuple(rf), (b, k, n) if lb else (k, n))
+        o = self.n(out)
+        out_shape = (b, m, n) if lb else (m, n)
+        if self.memory.storage[out] == "slot":
+            target = self.bind(f"m{o}", "slot_nd", (self.memory.slot_of[out], out.dtype, out_shape))
+        else:
+            self.emit(f"v{o} = np.empty({tuple(out.shape)!r}, {_np_dtype_text(out.dtype)})")
+            self.have_nd.add(out)
+            target = f"v{o}" if tuple(out.shape) == out_shape else f"v{o}.reshape({out_shape!r})"
+        self.emit(f"np.matmul({a}, {bt}, out={target})")
+
+
+def module_source(plan: FusionPlan, kernels: dict[int, Kernel], memory: MemoryPlan,
+                  cache: bool = True) -> tuple[str, list[Binding], dict[str, str]]:
+    """(module source, bindings for make_run, kernel name -> kernel source)."""
+    graph = plan.graph
+    users = graph.users()
+    graph_outputs = set(graph.outputs)
+    head = [f'"""kernelflow: generated numba module for graph {graph.name!r} '
+            f'({len(plan.steps)} steps, {len(kernels)} kernels). Regenerated from the IR; do not edit."""',
+            "import math",
+            "import numpy as np",
+            "from numba import njit, prange, types as nt",
+            "from kernelflow.codegen.numba.helpers import *  # noqa: F401,F403",
+            "", ""]
+    kernel_sources = {}
+    body = []
+    for i, k in kernels.items():
+        src, _ = print_kernel(k, cache=cache)
+        kernel_sources[k.name] = src
+        body.append(src)
+        body.append("")
+    d = _Driver(plan, memory)
+    inputs = [f"a{i}" for i in range(len(graph.inputs))]
+    for i, v in enumerate(graph.inputs):
+        n = d.n(v)
+        t = d.bind(f"_t{i}", "dtype", v.dtype)
+        d.emit(f"if a{i}.__class__ is not _nd or a{i}.dtype is not {t} or a{i}.shape != {tuple(v.shape)!r}:")
+        d.emit(f"a{i} = _coerce({i}, a{i})", depth=3)
+        d.emit(f"v{n} = a{i}")
+        d.have_nd.add(v)
+    for i, step in enumerate(plan.steps):
+        d.step(i, step, kernels.get(i), users, graph_outputs)
+    returned = []
+    seen = set()
+    for v in graph.outputs:
+        text = d.nd(v)
+        if v in seen or d.memory.storage.get(v) in ("input", "const", "view"):
+            text = f"np.array({text})"  # the caller owns every output: never hand out an input or a constant
+        seen.add(v)
+        returned.append(text)
+    d.emit(f"return [{', '.join(returned)}]")
+
+    make = ["def make_run(S):",
+            '    """Bind the executable\'s state (pool slots, constants, numpy lowerings) and return run()."""',
+            "    _nd = np.ndarray",
+            "    _coerce = S['_coerce']",
+            "    _as_tuple = S['_as_tuple']"]
+    for bnd in d.bindings:
+        make.append(f"    {bnd.name} = S[{bnd.name!r}]")
+    make.append(f"    def run({', '.join(inputs)}):")
+    make.extend(d.lines)
+    make.append("    return run")
+    source = "\n".join(head + body + make) + "\n"
+    return source, d.bindings, kernel_sources

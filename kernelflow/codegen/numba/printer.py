@@ -1,0 +1,244 @@
+"""Print a Kernel description as readable numba source.
+
+Choices, and why:
+
+* Every buffer is a flat C-contiguous 1-D array and every offset a constant-folded affine expression
+  of the loop indices, so the innermost loop is a unit-stride loop LLVM vectorizes (the shapes are
+  baked into the source: a kernel is compiled for one shape signature).
+* ``@njit`` with an explicit signature compiles eagerly (at import, or from numba's disk cache), with
+  ``error_model="numpy"`` (x/0 is inf, no Python exception checks in the loops), ``boundscheck=False``
+  and ``nogil=True``.
+* ``fastmath``: off for pointwise kernels, so results are IEEE exact like the interpreter (NaN and
+  inf behave, no reassociation). Kernels with sum reductions get ``fastmath={"reassoc"}`` only: that
+  lets LLVM split a sum into vector lanes (the only way a float sum vectorizes); NaN/inf semantics
+  (``nnan``/``ninf``) stay off so max/min still propagate NaN.
+* ``prange`` over the outermost loop only when the loop nest does at least ``PARALLEL_MIN_WORK``
+  element visits: below that, starting threads costs more than it saves. A flat pointwise loop is cut
+  into ``CHUNK`` sized blocks so each thread runs a long contiguous inner loop.
+* Each scalar result is converted to its node's dtype (``np.float32(...)``): numba promotes
+  f32 op f64-literal to f64, which would change results and block f32 vectorization.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...ir import primitive
+from ...ir.types import DType
+from ..kernel import Affine, Kernel, phase_roots
+
+PARALLEL_MIN_WORK = 1 << 18
+CHUNK = 1 << 14
+
+SCALAR = {"f32": "np.float32", "f64": "np.float64", "i8": "np.int8", "i32": "np.int32", "i64": "np.int64",
+          "u8": "np.uint8", "u32": "np.uint32", "bool": "np.bool_"}
+NUMBA_TYPE = {"f32": "float32", "f64": "float64", "i8": "int8", "i32": "int32", "i64": "int64",
+              "u8": "uint8", "u32": "uint32", "bool": "boolean"}
+
+
+def signature(kernel: Kernel) -> str:
+    """Inputs read-only (``RO_f32`` from the helpers), outputs writable, all flat and contiguous."""
+    return "nt.void(" + ", ".join(
+        f"RO_{p.dtype.name}" if p.role == "in" else f"nt.{NUMBA_TYPE[p.dtype.name]}[::1]"
+        for p in kernel.params) + ")"
+
+
+def literal(value, dtype: DType) -> str:
+    if dtype.name == "bool":
+        return "True" if value else "False"
+    if dtype.is_float:
+        v = float(value)
+        text = "np.inf" if v == math.inf else "-np.inf" if v == -math.inf else "np.nan" if v != v else repr(v)
+        return text if dtype.name == "f64" else f"{SCALAR[dtype.name]}({text})"
+    return f"{SCALAR[dtype.name]}({int(value)})"
+
+
+def affine(a: Affine, names: list[str]) -> str:
+    terms = []
+    for c, n in zip(a.coeffs, names):
+        if c == 1:
+            terms.append(n)
+        elif c != 0:
+            terms.append(f"{c} * {n}" if c > 0 else f"({c}) * {n}")
+    if a.const or not terms:
+        terms.append(str(a.const))
+    return " + ".join(terms)
+
+
+def reduce_init(kind: str, dtype: DType) -> str:
+    if kind == "sum":
+        return literal(0, dtype)
+    if dtype.name == "bool":
+        return "False" if kind == "max" else "True"
+    if dtype.is_float:
+        return literal(-math.inf if kind == "max" else math.inf, dtype)
+    info = np.iinfo(dtype.np_dtype)
+    return literal(info.min if kind == "max" else info.max, dtype)
+
+
+def _cast(text: str, dtype: DType) -> str:
+    return text if dtype.name == "bool" else f"{SCALAR[dtype.name]}({text})"
+
+
+def op_text(e, args: list[str]) -> str:
+    template = primitive.get(e.op).codegen["numba"]
+    attrs = {k: v for k, v in e.attrs.items()}
+    text = template.format(*args, **attrs)
+    return text if e.op == "cast" else _cast(text, e.dtype)
+
+
+class _Printer:
+    def __init__(self, kernel: Kernel):
+        self.k = kernel
+        self.lines: list[str] = []
+        n_outer, n_inner = len(kernel.outer), len(kernel.inner)
+        self.outer_names = [f"o{i}" for i in range(n_outer)]
+        self.inner_names = [f"j{i}" for i in range(n_inner)]
+        self.index_names = self.outer_names + self.inner_names
+        self.row_done: set[int] = set()
+
+    def emit(self, depth: int, text: str):
+        self.lines.append("    " * depth + text)
+
+    def var(self, i: int) -> str:
+        return f"v{i}"
+
+    # -- expressions --------------------------------------------------------------------------
+    def expr_text(self, i: int) -> str:
+        e = self.k.exprs[i]
+        if e.kind == "load":
+            return f"{self.k.params[e.buffer].name}[{affine(e.offset, self.index_names)}]"
+        if e.kind == "literal":
+            return literal(e.value, e.dtype)
+        if e.kind == "index":
+            return _cast(affine(e.offset, self.index_names), e.dtype)
+        return op_text(e, [self.var(a) for a in e.args])
+
+    def comment(self, i: int) -> str:
+        return f"  # {self.k.exprs[i].label}" if self.k.exprs[i].label else ""
+
+    def emit_row(self, i: int, depth: int):
+        """Emit a row-level expr (and its row-level args) once per row."""
+        if i in self.row_done:
+            return
+        e = self.k.exprs[i]
+        assert not e.inner and e.kind != "reduce", f"{e} is not available at row level here"
+        for a in e.args:
+            self.emit_row(a, depth)
+        self.emit(depth, f"{self.var(i)} = {self.expr_text(i)}{self.comment(i)}")
+        self.row_done.add(i)
+
+    def row_deps(self, roots) -> list[int]:
+        """Row-level exprs reachable from element-level roots (to hoist out of the inner loop)."""
+        found, stack, seen = [], list(roots), set()
+        while stack:
+            i = stack.pop()
+            if i in seen:
+                continue
+            seen.add(i)
+            e = self.k.exprs[i]
+            if not e.inner:
+                if e.kind != "reduce":
+                    found.append(i)
+                continue
+            stack.extend(e.args)
+        return sorted(found)
+
+    def emit_elem(self, i: int, depth: int, phase: int, done: set[int]):
+        if i in done or not self.k.exprs[i].inner:
+            return
+        stash_phase = self.k.stash.get(i)
+        if stash_phase is not None and stash_phase < phase:
+            self.emit(depth, f"{self.var(i)} = s{i}[{self.inner_flat()}]{self.comment(i)}")
+            done.add(i)
+            return
+        for a in self.k.exprs[i].args:
+            self.emit_elem(a, depth, phase, done)
+        self.emit(depth, f"{self.var(i)} = {self.expr_text(i)}{self.comment(i)}")
+        if stash_phase == phase:
+            self.emit(depth, f"s{i}[{self.inner_flat()}] = {self.var(i)}")
+        done.add(i)
+
+    def inner_flat(self) -> str:
+        strides, s = [], 1
+        for d in reversed(self.k.inner):
+            strides.append(s)
+            s *= d
+        strides.reverse()
+        return affine(Affine(0, tuple(strides)), self.inner_names)
+
+    # -- loop nest ------------------------------------------------------------------------------
+    def print(self) -> tuple[str, bool]:
+        k = self.k
+        parallel = k.work >= PARALLEL_MIN_WORK and bool(k.outer) and (k.outer[0] >= 2 or len(k.outer) > 1)
+        depth = 1
+        args = ", ".join(p.name for p in k.params)
+        self.emit(0, f"def {k.name}({args}):")
+        doc = (f'"""{k.kind} kernel: outer {list(k.outer)}, inner {list(k.inner)}, {k.phases} phase(s); '
+               f'reads {", ".join(p.name + "=" + p.label for p in k.inputs()) or "nothing"}; '
+               f'writes {", ".join(p.name + "=" + p.label for p in k.outputs())}."""')
+        self.emit(1, doc)
+        for line in k.nodes:
+            self.emit(1, f"# {line}")
+        chunked = parallel and len(k.outer) == 1 and not k.inner and k.outer[0] > CHUNK
+        if chunked:
+            n = k.outer[0]
+            self.emit(depth, f"for c in prange({-(-n // CHUNK)}):")
+            self.emit(depth + 1, f"for o0 in range(c * {CHUNK}, min(c * {CHUNK} + {CHUNK}, {n})):")
+            depth += 2
+        else:
+            for i, size in enumerate(k.outer):
+                loop = "prange" if parallel and i == 0 else "range"
+                self.emit(depth, f"for {self.outer_names[i]} in {loop}({size}):")
+                depth += 1
+        for i, ph in k.stash.items():
+            self.emit(depth, f"s{i} = np.empty({k.inner_size}, {SCALAR[k.exprs[i].dtype.name]})"
+                             f"  # row scratch for {k.exprs[i].label}")
+        for p in range(k.phases):
+            roots = phase_roots(k.exprs, k.stores, p)
+            reductions = [e for e in k.exprs if e.kind == "reduce" and e.phase == p]
+            for i in self.row_deps(roots):
+                self.emit_row(i, depth)
+            self.emit(depth, f"# phase {p}: " + ", ".join(
+                [f"{e.reduce} for {e.label}" for e in reductions]
+                + [f"store {s.label}" for s in k.stores if s.inner and s.phase == p]))
+            for e in reductions:
+                self.emit(depth, f"{self.var(e.id)} = {reduce_init(e.reduce, e.dtype)}")
+            d = depth
+            for j, size in enumerate(k.inner):
+                self.emit(d, f"for {self.inner_names[j]} in range({size}):")
+                d += 1
+            done: set[int] = set()
+            for r in roots:
+                self.emit_elem(r, d, p, done)
+            for e in reductions:
+                acc, x = self.var(e.id), self.var(e.args[0])
+                if e.reduce == "sum":
+                    self.emit(d, f"{acc} = {_cast(f'{acc} + {x}', e.dtype)}")
+                else:
+                    fn = "kf_maximum" if e.reduce == "max" else "kf_minimum"
+                    self.emit(d, f"{acc} = {fn}({acc}, {x})")
+            for s in k.stores:
+                if s.inner and s.phase == p:
+                    self.emit(d, f"{k.params[s.buffer].name}[{affine(s.offset, self.index_names)}] = "
+                                 f"{self.var(s.expr)}  # store {s.label}")
+            if not k.inner:
+                pass
+            self.row_done.update(e.id for e in reductions)
+        for s in k.stores:
+            if not s.inner:
+                self.emit_row(s.expr, depth)
+                self.emit(depth, f"{k.params[s.buffer].name}[{affine(s.offset, self.index_names)}] = "
+                                 f"{self.var(s.expr)}  # store {s.label}")
+        return "\n".join(self.lines) + "\n", parallel
+
+
+def print_kernel(kernel: Kernel, cache: bool = True) -> tuple[str, bool]:
+    """(source of the decorated kernel function, whether it runs in parallel)."""
+    body, parallel = _Printer(kernel).print()
+    has_sum = any(e.kind == "reduce" and e.reduce == "sum" and e.dtype.is_float for e in kernel.exprs)
+    fastmath = '{"reassoc"}' if has_sum else "False"
+    decorator = (f'@njit({signature(kernel)}, cache={cache}, parallel={parallel}, fastmath={fastmath}, '
+                 f'error_model="numpy", boundscheck=False, nogil=True)')
+    return decorator + "\n" + body, parallel

@@ -1,0 +1,593 @@
+"""Fusion: partition the nodes of a Graph into kernels, recording why each decision was taken.
+
+The result is a ``FusionPlan``: an ordered list of ``Step``s, each one of
+
+* ``kernel``   a group of fusible nodes (elementwise ops, movement ops that are pure index maps, iota,
+               and reductions) computed by ONE loop nest over an iteration *domain*;
+* ``library``  a contraction (dot_general, conv2d and its transposes) given to a library (BLAS);
+* ``view``     movement ops whose only readers are library/numpy steps: a numpy view, never a copy;
+* ``numpy``    every other primitive (gather, scatter_add, pad, concatenate, window ops, random_bits,
+               argmax, f16/bf16 values ...): one call of the primitive's numpy reference;
+* ``constant`` a constant node, materialised once at compile time.
+
+Kernels and index maps
+----------------------
+A kernel's domain is ``outer + inner`` (tuples of sizes): ``outer`` are the dims iterated once
+("rows"), ``inner`` the reduced dims of its reductions (empty for a pointwise kernel). Every value a
+kernel computes is evaluated at an ``IndexMap``: for each dim of the value, an ``Affine`` function of
+the domain indices. Movement ops never materialise: ``broadcast_in_dim``, ``transpose``, ``slice``,
+``rev`` and ``reshape`` just turn the map of their output into the map of their input
+(``input_map``); a load from a buffer uses the flat (row-major) offset of its map. A reshape whose
+map cannot be split into the input's dims (``from_flat``) is not fusable there.
+
+Rules (``analyze_group`` checks them; the greedy merge in ``fuse`` tries producers into consumers,
+consumers first, then siblings that read the same buffer):
+
+1. no cycles between steps; 2. a group's outputs (values read outside it) all share the domain:
+   same shape for pointwise kernels, the reduction operand's shape or the reduced shape for row
+   kernels; 3. all reductions of a group reduce the same inner dims and are evaluated once per row;
+4. no expensive op (transcendentals, pow, reductions) is evaluated more often than its value has
+   elements (no recomputation through broadcasts or two different index maps); cheap ops may be;
+5. per-element outputs are written with unit stride in the innermost domain dim (no strided writes).
+
+Outputs of a kernel are a subset of the values the unfused graph materialises, so fusion never adds
+a buffer; the runtime's memory plan checks the peak against the unfused graph and reports both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from ..ir import primitive
+from ..ir.graph import Graph, Node, Value
+
+VIEW_OPS = frozenset({"broadcast_in_dim", "transpose", "reshape", "slice", "rev"})
+REDUCE_KINDS = {"reduce_sum": "sum", "reduce_max": "max", "reduce_min": "min"}
+INDEX_SOURCES = frozenset({"iota"})
+LIBRARY_OPS = frozenset({"dot_general", "conv2d", "conv2d_input_grad", "conv2d_weight_grad"})
+# Elementwise ops that cost about as much as a load: recomputing them is cheaper than a buffer.
+CHEAP_OPS = frozenset({"neg", "abs", "sign", "floor", "add", "sub", "mul", "div", "maximum", "minimum",
+                       "eq", "ne", "lt", "le", "gt", "ge", "select", "cast"})
+# dtypes the CPU kernels compute in (f16/bf16 go through numpy).
+KERNEL_DTYPES = frozenset({"f32", "f64", "i8", "i32", "i64", "u8", "u32", "bool"})
+
+
+class NotFusable(Exception):
+    """A group of nodes cannot become one kernel; the message says why."""
+
+
+# -- index maps ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Affine:
+    """``const + sum(coeffs[k] * d_k)`` over the domain indices ``d``."""
+
+    const: int
+    coeffs: tuple[int, ...]
+
+    def scale(self, a: int) -> "Affine":
+        return Affine(self.const * a, tuple(c * a for c in self.coeffs))
+
+    def plus(self, other: "Affine") -> "Affine":
+        return Affine(self.const + other.const, tuple(a + b for a, b in zip(self.coeffs, other.coeffs)))
+
+    def shift(self, c: int) -> "Affine":
+        return Affine(self.const + c, self.coeffs)
+
+    def uses(self, dims: Iterable[int]) -> bool:
+        return any(self.coeffs[k] != 0 for k in dims)
+
+
+IndexMap = tuple  # tuple[Affine, ...]: one Affine per dim of the value
+
+
+@dataclass(frozen=True)
+class Flat:
+    """A map known only as a row-major flat offset into the value (after a reshape that cannot be
+    split into the dims of its input). Elementwise ops and further reshapes pass it through; a load
+    uses it directly; ops that need per-dim indices (other movement ops, reductions, iota) split it
+    again with ``from_flat`` or are not fusable there."""
+
+    offset: Affine
+
+
+def flat_offset(m, shape, n: int) -> Affine:
+    return m.offset if isinstance(m, Flat) else to_flat(m, shape, n)
+
+
+def per_dim(m, shape, domain) -> IndexMap:
+    return from_flat(m.offset, shape, domain) if isinstance(m, Flat) else m
+
+
+def zero(n: int) -> Affine:
+    return Affine(0, (0,) * n)
+
+
+def unit(k: int, n: int) -> Affine:
+    return Affine(0, tuple(1 if i == k else 0 for i in range(n)))
+
+
+def row_strides(shape) -> list[int]:
+    strides, s = [0] * len(shape), 1
+    for i in range(len(shape) - 1, -1, -1):
+        strides[i] = s
+        s *= shape[i]
+    return strides
+
+
+def normalize(m, shape, domain) -> IndexMap:
+    """Canonical form: size-1 dims of the value read index 0; size-1 domain dims have coefficient 0."""
+    n = len(domain)
+    out = []
+    for a, size in zip(m, shape):
+        if size == 1:
+            out.append(zero(n))
+        else:
+            out.append(Affine(a.const, tuple(c if domain[k] != 1 else 0 for k, c in enumerate(a.coeffs))))
+    return tuple(out)
+
+
+def to_flat(m: IndexMap, shape, n: int) -> Affine:
+    """The row-major flat offset of the element the map addresses."""
+    flat = zero(n)
+    for a, s in zip(m, row_strides(shape)):
+        flat = flat.plus(a.scale(s))
+    return flat
+
+
+def from_flat(flat: Affine, shape, domain) -> IndexMap:
+    """Split a flat offset into per-dim affine indices of ``shape``, or raise NotFusable."""
+    n = len(domain)
+    strides = row_strides(shape)
+    rows = [[0] * n for _ in shape]
+    for k, c in enumerate(flat.coeffs):
+        if c == 0 or domain[k] <= 1:
+            continue
+        owner = [i for i, (s, size) in enumerate(zip(strides, shape))
+                 if size > 1 and abs(c) % s == 0 and abs(c) < s * size]
+        if not owner:
+            raise NotFusable(f"a reshape to shape {list(shape)} mixes dims (stride {c}): not an index map")
+        rows[owner[0]][k] = c // strides[owner[0]]
+    if flat.const < 0:
+        raise NotFusable("negative offset through a reshape")
+    consts = [(flat.const // s) % size if size else 0 for s, size in zip(strides, shape)]
+    for i, size in enumerate(shape):
+        lo = consts[i] + sum(min(0, q * (domain[k] - 1)) for k, q in enumerate(rows[i]))
+        hi = consts[i] + sum(max(0, q * (domain[k] - 1)) for k, q in enumerate(rows[i]))
+        if size and (lo < 0 or hi >= size):
+            raise NotFusable(f"a reshape to shape {list(shape)} carries across dims: not an index map")
+    return tuple(Affine(c, tuple(r)) for c, r in zip(consts, rows))
+
+
+def input_map(node: Node, out_map: IndexMap, domain) -> IndexMap:
+    """The map of a movement op's input, given the map of its output."""
+    op, attrs, x = node.op, node.attrs, node.inputs[0]
+    n = len(domain)
+    in_shape, out_shape = x.shape, node.outputs[0].shape
+    if op == "reshape":
+        flat = flat_offset(out_map, out_shape, n)
+        try:
+            return normalize(from_flat(flat, in_shape, domain), in_shape, domain)
+        except NotFusable:
+            return Flat(flat)
+    out_map = per_dim(out_map, out_shape, domain)
+    if op == "broadcast_in_dim":
+        rows = [zero(n) if in_shape[i] == 1 else out_map[d] for i, d in enumerate(attrs["dims"])]
+    elif op == "transpose":
+        rows = [None] * len(in_shape)
+        for j, p in enumerate(attrs["perm"]):
+            rows[p] = out_map[j]
+    elif op == "slice":
+        rows = [a.scale(st).shift(s) for a, s, st in zip(out_map, attrs["start"], attrs["stride"])]
+    elif op == "rev":
+        axes = set(attrs["axes"])
+        rows = [a.scale(-1).shift(in_shape[j] - 1) if j in axes else a for j, a in enumerate(out_map)]
+    else:  # pragma: no cover - guarded by the callers
+        raise NotFusable(f"{op} is not an index map")
+    return normalize(tuple(rows), in_shape, domain)
+
+
+def dot_free_dims(ndim: int, contract, batch) -> list[int]:
+    """dot_general: the dims of an operand neither contracted nor batched, ascending."""
+    taken = set(contract) | set(batch)
+    return [d for d in range(ndim) if d not in taken]
+
+
+# -- node classes -------------------------------------------------------------------------------
+def _dtypes_ok(node: Node) -> bool:
+    return all(v.dtype.name in KERNEL_DTYPES for v in (*node.inputs, *node.outputs))
+
+
+def classify(node: Node) -> tuple[str, str]:
+    """(step kind, reason) for a node on its own: 'fusible', 'library', 'constant' or 'numpy'."""
+    if node.op == "constant":
+        return "constant", "constant: materialised once at compile time"
+    if node.op in LIBRARY_OPS:
+        if node.op == "dot_general":
+            return "library", "dot_general: BLAS through numpy.matmul (batched, transposes as views)"
+        return "library", f"{node.op}: im2col + GEMM through numpy"
+    prim = primitive.get(node.op)
+    fusible = prim.is_elementwise or node.op in VIEW_OPS or node.op in REDUCE_KINDS \
+        or node.op in INDEX_SOURCES
+    if fusible and not _dtypes_ok(node):
+        return "numpy", f"{node.op}: {', '.join(sorted({v.dtype.name for v in node.outputs}))} runs through numpy"
+    if fusible:
+        return "fusible", ""
+    return "numpy", f"{node.op}: numpy reference lowering (not fusable yet)"
+
+
+# -- group analysis -----------------------------------------------------------------------------
+@dataclass
+class Record:
+    """One value of a kernel evaluated at one index map (the expression DAG of a kernel).
+
+    kind: 'load' (a buffer read at flat offset ``offset``), 'index' (iota: ``offset`` is the index
+    along its dimension), 'op' (an elementwise node), 'reduce' (a reduction, ``args`` its body).
+    """
+
+    key: tuple
+    kind: str
+    value: Value
+    node: Node | None
+    args: tuple = ()
+    offset: Affine | None = None
+    inner: bool = False      # depends on the inner (reduced) domain dims
+    evaluations: int = 0     # how often the loop nest evaluates it
+
+
+@dataclass
+class GroupAnalysis:
+    nodes: list[Node]
+    outer: tuple[int, ...]
+    inner: tuple[int, ...]
+    records: dict          # key -> Record, in dependency order
+    stores: list           # (value, flat offset Affine, inner?) per output
+    outputs: list[Value]
+    inputs: list[Value]    # buffers the kernel reads
+
+    @property
+    def kind(self) -> str:
+        return "reduction" if any(r.kind == "reduce" for r in self.records.values()) else "pointwise"
+
+
+def group_outputs(nodes: list[Node], users: dict, graph_outputs: set) -> list[Value]:
+    members = set(nodes)
+    outs = []
+    for n in nodes:
+        for v in n.outputs:
+            if v in graph_outputs or any(u not in members for u in users.get(v, ())):
+                outs.append(v)
+    return outs
+
+
+def analyze_group(nodes: list[Node], users: dict, graph_outputs: set, names=None) -> GroupAnalysis:
+    """Check that ``nodes`` form one kernel and build its expression DAG (raises NotFusable)."""
+    name = names or (lambda v: v.producer.op if v.producer else "input")
+    members = set(nodes)
+    outputs = group_outputs(nodes, users, graph_outputs)
+    if not outputs:
+        raise NotFusable("the group has no outputs")
+    reductions = [n for n in nodes if n.op in REDUCE_KINDS and n.attrs["axes"]]
+    roots: list[tuple[Value, IndexMap]] = []
+    if reductions:
+        first = reductions[0]
+        shape, axes = first.inputs[0].shape, tuple(first.attrs["axes"])
+        kept = [j for j in range(len(shape)) if j not in axes]
+        outer = tuple(shape[j] for j in kept)
+        inner = tuple(shape[j] for j in axes)
+        domain = outer + inner
+        n = len(domain)
+        position = {j: i for i, j in enumerate(kept)}
+        position.update({j: len(kept) + i for i, j in enumerate(axes)})
+        full_map = normalize(tuple(unit(position[j], n) for j in range(len(shape))), shape, domain)
+        row_map = normalize(tuple(unit(k, n) for k in range(len(kept))), outer, domain)
+        for v in outputs:
+            if v.shape == shape:
+                roots.append((v, full_map))
+            elif v.shape == outer:
+                roots.append((v, row_map))
+            else:
+                raise NotFusable(f"output {name(v)} {v.type} fits neither the rows {list(outer)} nor the "
+                                 f"reduced operand {list(shape)} of {name(first.outputs[0])}")
+    else:
+        shape = outputs[0].shape
+        for v in outputs:
+            if v.shape != shape:
+                raise NotFusable(f"outputs have different shapes: {name(outputs[0])} {outputs[0].type}, "
+                                 f"{name(v)} {v.type}")
+        outer, inner, domain = tuple(shape), (), tuple(shape)
+        n = len(domain)
+        ident = normalize(tuple(unit(k, n) for k in range(n)), shape, domain)
+        roots = [(v, ident) for v in outputs]
+
+    n_outer = len(outer)
+    inner_dims = range(n_outer, n)
+    domain_size = 1
+    for d in domain:
+        domain_size *= d
+    outer_size = 1
+    for d in outer:
+        outer_size *= d
+    records: dict = {}
+    inputs: list[Value] = []
+
+    def visit(v: Value, m: IndexMap):
+        key = (v, m)
+        if key in records:
+            return key
+        node = v.producer
+        if node is None or node not in members:
+            offset = flat_offset(m, v.shape, n)
+            if v not in inputs:
+                inputs.append(v)
+            records[key] = Record(key, "load", v, node, offset=offset, inner=offset.uses(inner_dims))
+            return key
+        if node.op in VIEW_OPS:
+            inner_key = visit(node.inputs[0], input_map(node, m, domain))
+            records.setdefault(key, records[inner_key])  # an alias: same record
+            return inner_key
+        if node.op in INDEX_SOURCES:
+            a = per_dim(m, v.shape, domain)[node.attrs["dimension"]]
+            records[key] = Record(key, "index", v, node, offset=a, inner=a.uses(inner_dims))
+            return key
+        if node.op in REDUCE_KINDS:
+            m = per_dim(m, v.shape, domain)
+            axes = tuple(node.attrs["axes"])
+            if not axes:
+                arg = visit(node.inputs[0], m)
+                records[key] = Record(key, "op", v, node, args=(arg,), inner=records[arg].inner)
+                return key
+            x_shape = node.inputs[0].shape
+            if any(a.uses(inner_dims) for a in m):
+                raise NotFusable(f"{node.op} {name(v)} is read per element of the row it reduces")
+            if tuple(x_shape[a] for a in axes) != inner:
+                raise NotFusable(f"{node.op} {name(v)} reduces dims {[x_shape[a] for a in axes]} but the "
+                                 f"kernel's rows reduce {list(inner)}")
+            body_rows, kept_i = [], 0
+            for j in range(len(x_shape)):
+                if j in axes:
+                    body_rows.append(unit(n_outer + axes.index(j), n))
+                else:
+                    body_rows.append(m[kept_i])
+                    kept_i += 1
+            arg = visit(node.inputs[0], normalize(tuple(body_rows), x_shape, domain))
+            records[key] = Record(key, "reduce", v, node, args=(arg,), inner=False)
+            return key
+        # elementwise
+        args = tuple(visit(x, m) for x in node.inputs)
+        records[key] = Record(key, "op", v, node, args=args,
+                              inner=any(records[a].inner for a in args))
+        return key
+
+    stores = []
+    for v, m in roots:
+        key = visit(v, m)
+        offset = to_flat(m, v.shape, n)
+        is_inner = offset.uses(inner_dims)
+        if is_inner and domain[-1] > 1 and abs(offset.coeffs[-1]) != 1:
+            raise NotFusable(f"output {name(v)} would be written with stride {offset.coeffs[-1]} "
+                             f"(its reduction runs over a non-innermost dim)")
+        stores.append((v, offset, is_inner, key))
+
+    # Rule 4: expensive work is evaluated at most once per element of its value.
+    per_node: dict[Node, list[Record]] = {}
+    seen = set()
+    for r in records.values():
+        if id(r) in seen or r.node is None:
+            continue
+        seen.add(id(r))
+        r.evaluations = domain_size if r.inner else outer_size
+        if r.kind in ("op", "reduce"):
+            per_node.setdefault(r.node, []).append(r)
+    for node, recs in per_node.items():
+        expensive = node.op in REDUCE_KINDS or node.op not in CHEAP_OPS
+        total = sum(r.evaluations for r in recs)
+        size = max(1, node.outputs[0].type.size)
+        if expensive and (len(recs) > 1 or total > size):
+            raise NotFusable(f"{node.op} {name(node.outputs[0])} would be computed {total} times for "
+                             f"{size} elements")
+    return GroupAnalysis(nodes=list(nodes), outer=outer, inner=inner, records=records,
+                         stores=stores, outputs=outputs, inputs=inputs)
+
+
+# -- the plan -----------------------------------------------------------------------------------
+@dataclass
+class Step:
+    kind: str                    # 'kernel', 'library', 'view', 'numpy', 'constant'
+    nodes: list[Node]
+    analysis: GroupAnalysis | None = None
+    reason: str = ""
+
+    @property
+    def inputs(self) -> list[Value]:
+        inside = {v for n in self.nodes for v in n.outputs}
+        seen = []
+        for n in self.nodes:
+            for v in n.inputs:
+                if v not in inside and v not in seen:
+                    seen.append(v)
+        return seen
+
+    def outputs(self, users, graph_outputs) -> list[Value]:
+        return group_outputs(self.nodes, users, graph_outputs)
+
+
+@dataclass
+class FusionPlan:
+    graph: Graph
+    steps: list[Step]
+    decisions: list[str] = field(default_factory=list)
+    names: dict = field(default_factory=dict)
+
+    def step_of(self) -> dict[Node, int]:
+        return {n: i for i, s in enumerate(self.steps) for n in s.nodes}
+
+    def kernels(self) -> list[Step]:
+        return [s for s in self.steps if s.kind == "kernel"]
+
+
+def value_names(graph: Graph) -> dict[Value, str]:
+    """``%N`` in definition order, as the printer numbers them."""
+    return {v: f"%{i}" for i, v in enumerate(graph.values())}
+
+
+class _Groups:
+    """Union of node groups with a cycle check on the step graph."""
+
+    def __init__(self, graph: Graph, users):
+        self.graph = graph
+        self.users = users
+        self.pos = {n: i for i, n in enumerate(graph.nodes)}
+        self.group = {n: i for i, n in enumerate(graph.nodes)}
+        self.members = {i: [n] for i, n in enumerate(graph.nodes)}
+
+    def creates_cycle(self, a: int, b: int) -> bool:
+        """Would merging groups a and b create a cycle (a path a -> other step -> b or back)?"""
+        merged = set(self.members[a]) | set(self.members[b])
+        stack = [u for n in merged for v in n.outputs for u in self.users.get(v, ()) if u not in merged]
+        seen = set()
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            for v in n.outputs:
+                for u in self.users.get(v, ()):
+                    if u in merged:
+                        return True
+                    stack.append(u)
+        return False
+
+    def merge(self, a: int, b: int) -> int:
+        keep, gone = (a, b) if a < b else (b, a)
+        for n in self.members[gone]:
+            self.group[n] = keep
+        self.members[keep] = sorted(self.members[keep] + self.members.pop(gone), key=self.pos.get)
+        return keep
+
+
+def fuse(graph: Graph) -> FusionPlan:
+    """Partition ``graph`` into steps (see the module docstring)."""
+    users = graph.users()
+    graph_outputs = set(graph.outputs)
+    names = value_names(graph)
+    nm = names.get
+    kinds = {n: classify(n) for n in graph.nodes}
+    fusible = {n for n, (k, _) in kinds.items() if k == "fusible"}
+    groups = _Groups(graph, users)
+    decisions: list[str] = []
+
+    def describe(n: Node) -> str:
+        return f"{n.op} {nm(n.outputs[0])}"
+
+    outcome: dict = {}  # (producer/sibling node, consumer node) -> (fused?, reason): last attempt wins
+
+    def try_merge(a: int, b: int, pair, why: str) -> bool:
+        if groups.creates_cycle(a, b):
+            outcome[pair] = (False, f"not fused: {why}: it would create a cycle between kernels")
+            return False
+        nodes = sorted(groups.members[a] + groups.members[b], key=groups.pos.get)
+        try:
+            analyze_group(nodes, users, graph_outputs, nm)
+        except NotFusable as e:
+            outcome[pair] = (False, f"not fused: {why}: {e}")
+            return False
+        groups.merge(a, b)
+        outcome[pair] = (True, f"fused: {why}")
+        return True
+
+    # 1. vertical: producers into consumers, consumers first; repeated while it makes progress
+    #    (a merge can remove the cycle that blocked an earlier one).
+    changed = True
+    while changed:
+        changed = False
+        for n in reversed(graph.nodes):
+            if n not in fusible:
+                continue
+            for v in n.inputs:
+                p = v.producer
+                if p is None or p not in fusible or groups.group[p] == groups.group[n]:
+                    continue
+                changed |= try_merge(groups.group[p], groups.group[n], (p, n),
+                                     f"{describe(p)} into its consumer {describe(n)}")
+    # 2. horizontal: sibling groups that read the same buffer become one multi-output kernel.
+    for v in list(graph.inputs) + [o for n in graph.nodes for o in n.outputs]:
+        readers = []
+        for u in users.get(v, ()):
+            if u in fusible and groups.group.get(v.producer) != groups.group[u] and \
+                    all(groups.group[u] != groups.group[r] for r in readers):
+                readers.append(u)
+        for i, a in enumerate(readers):
+            for b in readers[i + 1:]:
+                ga, gb = groups.group[a], groups.group[b]
+                if ga != gb:
+                    try_merge(ga, gb, (a, b), f"siblings {describe(a)} and {describe(b)} both read {nm(v)}")
+    for (a, b), (fused, text) in outcome.items():
+        if fused or groups.group[a] != groups.group[b]:
+            decisions.append(text)
+
+    # 3. steps in a topological order of the step graph (ties: earliest node first).
+    step_nodes: dict[int, list[Node]] = {}
+    for n in graph.nodes:
+        key = groups.group[n] if n in fusible else ("single", groups.pos[n])
+        step_nodes.setdefault(key, []).append(n)
+    keys = list(step_nodes)
+    key_of = {n: k for k, ns in step_nodes.items() for n in ns}
+    deps = {k: set() for k in keys}
+    for k, ns in step_nodes.items():
+        for n in ns:
+            for v in n.inputs:
+                if v.producer is not None and key_of[v.producer] != k:
+                    deps[k].add(key_of[v.producer])
+    first_pos = {k: min(groups.pos[n] for n in ns) for k, ns in step_nodes.items()}
+    done, order = set(), []
+    ready = sorted((k for k in keys if not deps[k]), key=first_pos.get)
+    import heapq
+    heap = [(first_pos[k], i, k) for i, k in enumerate(ready)]
+    heapq.heapify(heap)
+    counter = len(heap)
+    dependents: dict = {k: [] for k in keys}
+    for k, ds in deps.items():
+        for d in ds:
+            dependents[d].append(k)
+    remaining = {k: len(deps[k]) for k in keys}
+    while heap:
+        _, _, k = heapq.heappop(heap)
+        order.append(k)
+        done.add(k)
+        for d in dependents[k]:
+            remaining[d] -= 1
+            if remaining[d] == 0:
+                counter += 1
+                heapq.heappush(heap, (first_pos[d], counter, d))
+    assert len(order) == len(keys), "fusion produced a cyclic step graph"
+
+    steps = []
+    for k in order:
+        ns = step_nodes[k]
+        if ns[0] not in fusible:
+            kind, reason = kinds[ns[0]]
+            steps.append(Step(kind, ns, reason=reason))
+            continue
+        outs = group_outputs(ns, users, graph_outputs)
+        if all(n.op in VIEW_OPS for n in ns) and not any(v in graph_outputs for v in outs) and all(
+                u not in fusible for v in outs for u in users.get(v, ())):
+            steps.append(Step("view", ns, reason="movement read only by library/numpy steps: a numpy view"))
+            continue
+        analysis = analyze_group(ns, users, graph_outputs, nm)
+        ops = ", ".join(f"{n.op} {nm(n.outputs[0])}" for n in ns)
+        steps.append(Step("kernel", ns, analysis,
+                          reason=f"{analysis.kind} kernel over domain {list(analysis.outer)}"
+                                 f"{' x ' + str(list(analysis.inner)) if analysis.inner else ''}: {ops}"))
+    return FusionPlan(graph, steps, decisions, names)
+
+
+def explain(plan: FusionPlan) -> str:
+    """Human-readable fusion report: the steps, then every merge decision with its reason."""
+    lines = [f"fusion of graph {plan.graph.name}: {len(plan.graph.nodes)} nodes -> {len(plan.steps)} steps "
+             f"({len(plan.kernels())} kernels)"]
+    for i, s in enumerate(plan.steps):
+        lines.append(f"  step {i} [{s.kind}] {s.reason}")
+    if plan.decisions:
+        lines.append("decisions:")
+        lines.extend(f"  {d}" for d in plan.decisions)
+    return "\n".join(lines)

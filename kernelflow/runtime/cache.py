@@ -1,0 +1,179 @@
+"""The persistent compilation cache: generated modules on disk, compiled code in numba's own cache.
+
+An entry is the generated module ``<dir>/numba/kf_<key>.py``; numba's ``cache=True`` keeps the
+machine code of its kernels next to it in ``__pycache__`` (that only works because the module is
+imported from a real file and registered in ``sys.modules`` before it executes). The key hashes the
+generated source (a function of the IR text and of this compiler), the backend, the versions of
+kernelflow/numba/llvmlite/numpy/Python, the helper module's source and the host CPU (name and
+features): a second process with the same graph imports the file and numba loads every kernel from
+its cache, compiling nothing.
+
+* ``KERNELFLOW_CACHE_DIR`` moves the cache (default ``~/.cache/kernelflow``); ``KERNELFLOW_CACHE=0``
+  turns it off (modules are then built in memory and compiled every time).
+* Writes are atomic: the module is written to a temporary file and linked into place; a file that
+  already exists is never rewritten (numba's cache is keyed on the file's timestamp), so two processes
+  compiling the same graph at once both succeed and share the result.
+* A corrupt entry (a module whose text differs from what it must be, or numba cache files that fail to
+  load) is reported once per entry as a ``RuntimeWarning``, deleted, and rebuilt.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import linecache
+import os
+import sys
+import tempfile
+import types
+import warnings
+from pathlib import Path
+
+from numba.core.errors import NumbaError
+
+
+_WARNED: set[str] = set()
+
+
+def cache_enabled() -> bool:
+    return os.environ.get("KERNELFLOW_CACHE", "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("KERNELFLOW_CACHE_DIR")
+    return Path(root) if root else Path.home() / ".cache" / "kernelflow"
+
+
+@functools.lru_cache(maxsize=None)
+def environment_key() -> str:
+    """Everything besides the source that decides what machine code a module compiles to."""
+    import llvmlite
+    import numba
+    import numpy
+    from llvmlite import binding as llvm
+
+    import kernelflow
+
+    from ..codegen.numba import helpers
+    helper_source = Path(helpers.__file__).read_bytes()
+    try:
+        cpu = llvm.get_host_cpu_name() + ":" + llvm.get_host_cpu_features().flatten()
+    except Exception:  # pragma: no cover - very old llvmlite
+        cpu = "unknown-cpu"
+    parts = [f"kernelflow={getattr(kernelflow, '__version__', '?')}", f"numba={numba.__version__}",
+             f"llvmlite={llvmlite.__version__}", f"numpy={numpy.__version__}",
+             f"python={sys.version_info[:3]}", f"cpu={cpu}",
+             "helpers=" + hashlib.sha256(helper_source).hexdigest()]
+    return "\n".join(parts)
+
+
+def module_key(source: str, backend: str = "numba") -> str:
+    h = hashlib.sha256()
+    h.update(backend.encode())
+    h.update(environment_key().encode())
+    h.update(source.encode())
+    return h.hexdigest()[:40]
+
+
+def _warn_once(key: str, message: str):
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def _remove_entry(path: Path):
+    """Delete a module file and numba's cache files for it."""
+    stem = path.stem
+    for p in [path, *path.parent.glob(f"__pycache__/{stem}.*")]:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _atomic_create(path: Path, text: str) -> None:
+    """Create ``path`` with ``text`` atomically; if another process created it first, keep theirs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(tmp)
+
+
+def _import_file(name: str, path: Path) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # numba's cache locator needs the module registered before it runs
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _exec_in_memory(name: str, source: str) -> types.ModuleType:
+    filename = f"<kernelflow {name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    sys.modules[name] = module
+    exec(compile(source, filename, "exec"), module.__dict__)
+    return module
+
+
+def load_module(source: str, backend: str = "numba") -> tuple[types.ModuleType, dict]:
+    """Import the generated module ``source`` (from the disk cache when enabled).
+
+    Returns (module, info) with info = {key, path, on_disk: whether the file already existed}.
+    """
+    key = module_key(source, backend)
+    name = f"kf_{key}"
+    if name in sys.modules:
+        module = sys.modules[name]
+        return module, {"key": key, "path": getattr(module, "__file__", None), "on_disk": True,
+                        "in_process": True}
+    if not cache_enabled():
+        return _exec_in_memory(name, source), {"key": key, "path": None, "on_disk": False,
+                                               "in_process": False}
+    path = cache_dir() / backend / f"{name}.py"
+    on_disk = path.exists()
+    if on_disk:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = None
+        if text != source:
+            _warn_once(name, f"kernelflow: cache entry {path} is corrupt (its text differs from the "
+                             f"generated module); rebuilding it")
+            _remove_entry(path)
+            on_disk = False
+    try:
+        if not path.exists():
+            _atomic_create(path, source)
+    except OSError as e:
+        _warn_once(f"dir:{path.parent}", f"kernelflow: cannot write the cache in {path.parent} ({e}); "
+                                         f"compiling in memory")
+        return _exec_in_memory(name, source), {"key": key, "path": None, "on_disk": False,
+                                               "in_process": False}
+    try:
+        module = _import_file(name, path)
+    except NumbaError:
+        _remove_entry(path)
+        raise  # a bug in the generated code, not a corrupt entry: rebuilding would not help
+    except Exception as e:  # a truncated numba cache file, a half-written module ...
+        _warn_once(name, f"kernelflow: cache entry {path} failed to load ({type(e).__name__}: {e}); "
+                         f"rebuilding it")
+        _remove_entry(path)
+        _atomic_create(path, source)
+        module = _import_file(name, path)
+        on_disk = False
+    return module, {"key": key, "path": str(path), "on_disk": on_disk, "in_process": False}
