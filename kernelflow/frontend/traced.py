@@ -191,6 +191,8 @@ _BOOL_HELPERS = {"@and": _logical_and, "@or": _logical_or, "@xor": _logical_xor,
 def _to_bool(x):
     """numpy truthiness of each element: x != 0 (bools unchanged)."""
     x = _as_operand(x)
+    if not isinstance(x, Tracer):
+        return np.asarray(x) != 0
     if dtype_spec(x) == np.dtype(bool):
         return x
     return _elementwise(np.not_equal, "ne", x, 0)
@@ -767,7 +769,9 @@ def matmul(a, b, out=None, **kwargs):
 
 def dot(a, b, out=None):
     _reject("dot", out=out)
-    if ndim_of(a) == 0 or ndim_of(b) == 0:
+    if ndim_of(a) == 0 or ndim_of(b) == 0:  # np.dot makes Python scalars arrays (not weak)
+        a = a if isinstance(a, Tracer) else np.asarray(a)
+        b = b if isinstance(b, Tracer) else np.asarray(b)
         return ufunc(np.multiply, a, b)
     trace, va, vb = _contraction_operands(a, b, "dot")
     ca, cb = va.ndim - 1, max(vb.ndim - 2, 0)
