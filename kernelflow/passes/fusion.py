@@ -259,6 +259,20 @@ def group_outputs(nodes: list[Node], users: dict, graph_outputs: set) -> list[Va
     return outs
 
 
+def _size(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _split_or_flat(flat: Affine, shape, domain):
+    try:
+        return normalize(from_flat(flat, shape, domain), shape, domain)
+    except NotFusable:
+        return Flat(flat)
+
+
 def analyze_group(nodes: list[Node], users: dict, graph_outputs: set, names=None) -> GroupAnalysis:
     """Check that ``nodes`` form one kernel and build its expression DAG (raises NotFusable)."""
     name = names or (lambda v: v.producer.op if v.producer else "input")
@@ -280,24 +294,35 @@ def analyze_group(nodes: list[Node], users: dict, graph_outputs: set, names=None
         position.update({j: len(kept) + i for i, j in enumerate(axes)})
         full_map = normalize(tuple(unit(position[j], n) for j in range(len(shape))), shape, domain)
         row_map = normalize(tuple(unit(k, n) for k in range(len(kept))), outer, domain)
+        full_flat = to_flat(full_map, shape, n)
+        row_flat = to_flat(row_map, outer, n)
         for v in outputs:
+            # Any bijection from the domain onto the output is a valid root map; the natural one is
+            # the operand's (or the rows') row-major order, split into the output's dims if possible.
             if v.shape == shape:
                 roots.append((v, full_map))
             elif v.shape == outer:
                 roots.append((v, row_map))
+            elif v.type.size == _size(shape):
+                roots.append((v, _split_or_flat(full_flat, v.shape, domain)))
+            elif v.type.size == _size(outer):
+                roots.append((v, _split_or_flat(row_flat, v.shape, domain)))
             else:
                 raise NotFusable(f"output {name(v)} {v.type} fits neither the rows {list(outer)} nor the "
                                  f"reduced operand {list(shape)} of {name(first.outputs[0])}")
     else:
         shape = outputs[0].shape
-        for v in outputs:
-            if v.shape != shape:
-                raise NotFusable(f"outputs have different shapes: {name(outputs[0])} {outputs[0].type}, "
-                                 f"{name(v)} {v.type}")
         outer, inner, domain = tuple(shape), (), tuple(shape)
         n = len(domain)
         ident = normalize(tuple(unit(k, n) for k in range(n)), shape, domain)
-        roots = [(v, ident) for v in outputs]
+        for v in outputs:
+            if v.shape == shape:
+                roots.append((v, ident))
+            elif v.type.size == _size(shape):  # e.g. x and reshape(x): same elements, same order
+                roots.append((v, _split_or_flat(to_flat(ident, shape, n), v.shape, domain)))
+            else:
+                raise NotFusable(f"outputs have different sizes: {name(outputs[0])} {outputs[0].type}, "
+                                 f"{name(v)} {v.type}")
 
     n_outer = len(outer)
     inner_dims = range(n_outer, n)
@@ -361,7 +386,7 @@ def analyze_group(nodes: list[Node], users: dict, graph_outputs: set, names=None
     stores = []
     for v, m in roots:
         key = visit(v, m)
-        offset = to_flat(m, v.shape, n)
+        offset = flat_offset(m, v.shape, n)
         is_inner = offset.uses(inner_dims)
         if is_inner and domain[-1] > 1 and abs(offset.coeffs[-1]) != 1:
             raise NotFusable(f"output {name(v)} would be written with stride {offset.coeffs[-1]} "

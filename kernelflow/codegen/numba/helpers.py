@@ -84,10 +84,12 @@ def _minimum(x, y):
 @overload(kf_sign, jit_options=_JIT)
 def _sign(x):
     if isinstance(x, types.Float):
-        def impl(x):
-            if x != x:
-                return x
-            return (x > 0) - (x < 0) + x * 0
+        def impl(x):  # +-0 and NaN are their own sign; the caller converts to the dtype
+            if x > 0:
+                return 1.0
+            if x < 0:
+                return -1.0
+            return x + 0.0
         return impl
     if isinstance(x, types.Integer) and not x.signed:
         def impl(x):
