@@ -194,6 +194,8 @@ def test_leaked_tracer_is_reported():
 
     with pytest.raises(kf.UnexpectedTracerError, match="after that function finished"):
         g(X)
+    with pytest.raises(kf.UnexpectedTracerError, match="after that function finished"):
+        interp(lambda y: leaked[0] * y)(X)
 
 
 # -- inspection and dumps --------------------------------------------------------------------------------

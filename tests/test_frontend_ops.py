@@ -67,6 +67,7 @@ def test_weak_scalars_keep_float32():
     check(lambda x: np.maximum(x, 0.0), A)
     check(lambda x: x * np.float64(2.0), A)   # a numpy scalar is strong: promotes to f64
     check(lambda x: x + D, A)                 # f32 + f64 array -> f64
+    check(lambda x: np.float32(3.0) * x - np.float16(1.0), A)   # numpy scalars on the left dispatch too
 
 
 UFUNCS = [np.exp, np.log, np.log1p, np.expm1, np.tanh, np.sqrt, np.abs, np.absolute, np.sign, np.sin, np.cos,
@@ -84,7 +85,7 @@ def test_unary_ufuncs_on_ints_promote_like_numpy(uf):
     check(uf, np.abs(I))
 
 
-BINARY_UFUNCS = [np.add, np.subtract, np.multiply, np.divide, np.true_divide, np.floor_divide, np.power,
+BINARY_UFUNCS = [np.logaddexp, np.add, np.subtract, np.multiply, np.divide, np.true_divide, np.floor_divide, np.power,
                  np.maximum, np.minimum, np.equal, np.not_equal, np.less, np.less_equal, np.greater,
                  np.greater_equal, np.logical_and, np.logical_or, np.logical_xor]
 
@@ -162,6 +163,8 @@ SHAPES = [
     ("take", lambda x: np.take(x, [2, 0, -1], axis=-1)), ("take_flat", lambda x: np.take(x, [[1, 5], [7, 0]])),
     ("take_along", lambda x: np.take_along_axis(x, np.argsort(C, axis=1), axis=1)),
     ("len_iter", lambda x: [row.sum() for row in x] + [len(x)]),
+    ("split", lambda x: np.split(x, 2, axis=-1)), ("array_split", lambda x: np.array_split(x, [1, -1], axis=1)),
+    ("norm", lambda x: (np.linalg.norm(x), np.linalg.norm(x, axis=-1, keepdims=True), np.linalg.norm(x[0, 0], 2))),
     ("shape_attrs", lambda x: x.reshape(x.shape[0] * x.shape[1], x.ndim + 1) * x.size),
 ]
 

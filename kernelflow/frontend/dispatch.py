@@ -79,6 +79,7 @@ FUNCTIONS = {
     np.expand_dims: T.expand_dims, np.squeeze: T.squeeze, np.ravel: T.ravel,
     np.broadcast_to: T.broadcast_to, np.broadcast_arrays: T.broadcast_arrays,
     np.concatenate: T.concatenate, np.stack: T.stack, np.flip: T.flip,
+    np.split: T.split, np.array_split: T.array_split, np.linalg.norm: T.norm,
     np.where: T.where, np.clip: T.clip,
     np.zeros_like: T.zeros_like, np.ones_like: T.ones_like, np.full_like: T.full_like,
     np.pad: T.pad, np.take: T.take, np.take_along_axis: T.take_along_axis,

@@ -251,6 +251,14 @@ def isfinite(x):
     return _elementwise(np.less, "lt", ufunc(np.absolute, x), np.inf)
 
 
+def logaddexp(x, y):
+    """log(exp(x) + exp(y)) without overflow."""
+    m = ufunc(np.maximum, x, y)
+    m = where(isfinite(m), m, 0)
+    s = ufunc(np.add, ufunc(np.exp, ufunc(np.subtract, x, m)), ufunc(np.exp, ufunc(np.subtract, y, m)))
+    return ufunc(np.add, ufunc(np.log, s), m)
+
+
 def power(x, y):
     """x ** y. Small constant exponents become multiplications (as numpy's own fast path does)."""
     x, y = _as_operand(x), _as_operand(y)
@@ -330,7 +338,7 @@ UFUNCS = {
     np.logical_not: logical_not,
     np.bitwise_and: _bitwise(np.bitwise_and, "@and"), np.bitwise_or: _bitwise(np.bitwise_or, "@or"),
     np.bitwise_xor: _bitwise(np.bitwise_xor, "@xor"), np.invert: _bitwise(np.invert, "@not"),
-    np.isnan: isnan, np.isinf: isinf, np.isfinite: isfinite,
+    np.isnan: isnan, np.isinf: isinf, np.isfinite: isfinite, np.logaddexp: logaddexp,
     np.matmul: lambda a, b: matmul(a, b),
 }
 for _uf, (_op, _bool_op) in _SIMPLE_UFUNCS.items():
@@ -356,7 +364,11 @@ def ufunc(uf, *xs):
 def astype(x, dtype):
     x = _as_operand(x)
     trace = _trace_of(x)
-    return wrap(trace, value_of(trace, x, np.dtype(dtype) if not hasattr(dtype, "np_dtype") else dtype.np_dtype))
+    try:
+        target = as_dtype(dtype)
+    except DTypeError as e:
+        raise DTypeError(f"astype: {e}{where_str()}") from None
+    return wrap(trace, value_of(trace, x, target.np_dtype))
 
 
 def reshape(x, shape, order="C"):
@@ -515,6 +527,52 @@ def flip(x, axis=None):
     if not axes:
         return wrap(trace, v)
     return wrap(trace, trace.emit("rev", v, axes=axes))
+
+
+def split(x, indices_or_sections, axis=0):
+    """np.split / np.array_split: equal sections (array_split allows unequal) or split points, as slices."""
+    return _split(x, indices_or_sections, axis, equal=True)
+
+
+def array_split(x, indices_or_sections, axis=0):
+    return _split(x, indices_or_sections, axis, equal=False)
+
+
+def _split(x, sections, axis, equal):
+    x = _as_operand(x)
+    n = ndim_of(x)
+    ax = normalize_axis(axis, n, "split")
+    size = shape_of(x)[ax]
+    if isinstance(sections, (int, np.integer)):
+        k = int(sections)
+        if k <= 0 or (equal and size % k):
+            raise ValueError(f"array split does not result in an equal division: {size} into {k}{where_str()}")
+        base, extra = divmod(size, k)
+        bounds = [0]
+        for i in range(k):
+            bounds.append(bounds[-1] + base + (1 if i < extra else 0))
+    else:
+        bounds = [0] + [min(max(int(i) + (size if int(i) < 0 else 0), 0), size) for i in sections] + [size]
+    trace = _trace_of(x)
+    tracer = to_tracer(trace, x)
+    pieces = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        key = [slice(None)] * n
+        key[ax] = slice(lo, max(lo, hi))
+        pieces.append(getitem(tracer, tuple(key)))
+    return pieces
+
+
+def norm(x, ord=None, axis=None, keepdims=False):
+    """np.linalg.norm for the 2-norm of vectors and the Frobenius norm (ord None, 2 on vectors, 'fro')."""
+    n = ndim_of(x)
+    if not (ord is None or ord == "fro" or (ord == 2 and (n == 1 or isinstance(axis, (int, np.integer))))):
+        raise NotImplementedError(f"np.linalg.norm: only the 2-norm of vectors and the Frobenius norm "
+                                  f"(ord=None/'fro') are supported on traced arrays, got ord={ord!r}{where_str()}")
+    x = _as_operand(x)
+    if not np.issubdtype(np.dtype(dtype_spec(x)), np.floating):
+        x = astype(x, np.float64)
+    return ufunc(np.sqrt, reduce_sum(ufunc(np.multiply, x, x), axis, keepdims=keepdims))
 
 
 def where(cond, x=None, y=None):

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..ir import GraphBuilder, SourceLoc, TensorType, Value, as_dtype
+from ..ir import DTypeError, GraphBuilder, SourceLoc, TensorType, Value, as_dtype
 from .errors import TracerArrayConversionError, TracerBoolError, UnexpectedTracerError
 
 # -- where in the user's code are we? --------------------------------------------------------------
@@ -116,7 +116,10 @@ class Trace:
         if hit is not None:
             return hit[1]
         arr = np.asarray(x) if dtype is None else np.asarray(x).astype(dtype, copy=False)
-        as_dtype(arr.dtype)  # rejects dtypes kernelflow does not have, with a clear error
+        try:
+            as_dtype(arr.dtype)
+        except DTypeError as e:
+            raise DTypeError(f"constant {arr.dtype}{list(arr.shape)}: {e}{where_str()}") from None
         v = self.emit("constant", value=arr)
         self._constants[key] = (x, v)  # holding x keeps id(x) from being reused while the trace lives
         return v
@@ -141,6 +144,11 @@ def top_trace(*xs) -> Trace | None:
     best = None
     for x in xs:
         if isinstance(x, Tracer):
+            if not x.trace.active:
+                raise UnexpectedTracerError(
+                    f"a traced value of function '{x.trace.name}' ({x.value.type}) is used after that function "
+                    f"finished tracing{where_str()}. It escaped through a global, an attribute or a list that "
+                    "outlived the trace; return it from the function instead.")
             if best is None or x.trace.level > best.level:
                 best = x.trace
         elif isinstance(x, (list, tuple)):
