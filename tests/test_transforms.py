@@ -344,6 +344,8 @@ def test_check_grads_reports_the_worst_element():
     assert "x[1]" in str(e.value) and "numeric" in str(e.value)
     err = kf.check_grads(lambda x: np.sum(np.exp(x)), (x,))
     assert 0 <= err < 1e-6
+    # integer arguments (labels) are not differentiated by default
+    kf.check_grads(lambda x, labels: kf.cross_entropy(x, labels), (rng.standard_normal((2, 3)), np.array([2, 0])))
 
 
 def test_grad_errors():

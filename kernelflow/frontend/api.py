@@ -18,7 +18,7 @@ import numpy as np
 
 from ..ir import Graph
 from .pytree import flatten, leaf_paths, unflatten
-from .staging import (TracedGraph, as_input_array, compile_executable, graph_name, inline_graph,
+from .staging import (TracedGraph, compile_executable, graph_name, inline_graph,
                       leaf_type, trace_graph)
 from .tracer import Tracer, top_trace
 
@@ -154,16 +154,21 @@ class Jitted:
         return paths
 
     def _signature(self, args, kwargs):
-        dyn_args, dyn_kwargs, static_args, static_kwargs = self._split(args, kwargs)
+        """The cache key of a call: tree structure, (shape, dtype) of every leaf, static values."""
+        if kwargs or self._static_nums:
+            dyn_args, dyn_kwargs, static_args, static_kwargs = self._split(args, kwargs)
+        else:  # the common case, kept cheap: it runs on every call
+            dyn_args, dyn_kwargs, static_args, static_kwargs = args, {}, (), ()
         leaves, tree = flatten((dyn_args, dyn_kwargs))
-        types = []
-        paths = None
-        for i, x in enumerate(leaves):
-            try:
-                types.append(leaf_type(x, "", self.name))
-            except (TypeError, ValueError):
-                paths = paths or self._paths(args, kwargs)
-                types.append(leaf_type(x, paths[i], self.name))  # raises, naming the argument
+        avals = []
+        for x in leaves:
+            if type(x) is np.ndarray or isinstance(x, Tracer):
+                avals.append((x.shape, x.dtype))
+            elif isinstance(x, (np.generic, bool, int, float)):
+                a = np.asarray(x)
+                avals.append((a.shape, a.dtype))
+            else:
+                self._leaf_types(args, kwargs, leaves)  # raises, naming the argument
         for where, value in [(self._arg_name(i), a) for i, a in static_args] + list(static_kwargs):
             try:
                 hash(value)
@@ -171,14 +176,19 @@ class Jitted:
                 raise TypeError(f"{self.name}: static argument {where} must be hashable (it is part of the "
                                 f"cache key), got a {type(value).__name__}; use a tuple instead of a list"
                                 ) from None
-        key = (tree, tuple(types), static_args, static_kwargs)
-        return key, leaves, tree, types
+        key = (tree, tuple(avals), static_args, static_kwargs)
+        return key, leaves, tree
+
+    def _leaf_types(self, args, kwargs, leaves):
+        """The TensorType of every leaf; a leaf that cannot be traced raises an error naming its path."""
+        paths = self._paths(args, kwargs)
+        return [leaf_type(x, path, self.name) for x, path in zip(leaves, paths)]
 
     def _traced(self, args, kwargs):
-        key, leaves, tree, types = self._signature(args, kwargs)
+        key, leaves, tree = self._signature(args, kwargs)
         entry = self._cache.get(key)
         if entry is None:
-            entry = self._trace(args, kwargs, tree, types)
+            entry = self._trace(args, kwargs, tree, self._leaf_types(args, kwargs, leaves))
             if not entry.captured:  # a graph that closed over outer tracers belongs to that one trace
                 self._cache[key] = entry
         return key, leaves, entry
@@ -206,11 +216,14 @@ class Jitted:
         if trace is not None:
             outs = inline_graph(trace, entry.graph, inputs)
         else:
-            exe = self._executables.get(key)
-            if exe is None:
-                exe = compile_executable(entry.graph, self.backend, self.check_nan)
-                self._executables[key] = exe
-            arrays = [as_input_array(x, v.type) for x, v in zip(leaves, entry.graph.inputs)]
+            compiled = self._executables.get(key)
+            if compiled is None:
+                compiled = (compile_executable(entry.graph, self.backend, self.check_nan),
+                            [v.type.dtype.np_dtype for v in entry.graph.inputs])
+                self._executables[key] = compiled
+            exe, dtypes = compiled
+            arrays = [x if type(x) is np.ndarray and x.dtype == dt else np.asarray(x, dtype=dt)
+                      for x, dt in zip(leaves, dtypes)]
             outs = exe(*arrays)
         return unflatten(entry.out_tree, outs)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
+
 
 class TreeDef(NamedTuple):
     """``kind`` is 'leaf', 'none', 'tuple', 'list', 'dict' or 'namedtuple'; ``meta`` the dict keys or the
@@ -39,6 +41,7 @@ class TreeDef(NamedTuple):
 
 
 LEAF = TreeDef("leaf", None, ())
+_LEAF_TYPES = frozenset({np.ndarray, float, int, bool})
 
 
 def _is_namedtuple(x) -> bool:
@@ -47,6 +50,8 @@ def _is_namedtuple(x) -> bool:
 
 def _children(tree):
     """(kind, meta, children) of a container node, or None for a leaf."""
+    if type(tree) in _LEAF_TYPES:
+        return None
     if tree is None:
         return "none", None, ()
     if isinstance(tree, dict):

@@ -230,12 +230,17 @@ def check_grads(f: Callable, args: Sequence, order: int = 1, eps: float = 1e-6, 
                 argnums: Sequence[int] | None = None, seed: int = 0) -> float:
     """Compare ``kf.grad(f)`` with central differences in float64; returns the largest error.
 
+    ``argnums`` defaults to every argument whose leaves are all float arrays.
     The error of an element is ``|analytic - numeric| / max(1, |numeric|)``. If it exceeds ``rtol`` an
     AssertionError reports the worst element: which argument, its index, both values. ``order=2`` checks
     second derivatives: the gradient of ``x -> <grad f(x), v>`` for a fixed random direction ``v``.
     """
     args = tuple(_as_float64(a) for a in args)
-    nums = tuple(range(len(args))) if argnums is None else tuple(argnums)
+    if argnums is None:  # every argument made only of float arrays (labels and flags are left alone)
+        nums = tuple(i for i, a in enumerate(args) if flatten(a)[0] and all(
+            np.asarray(x).dtype.kind == "f" for x in flatten(a)[0]))
+    else:
+        nums = tuple(argnums)
     if order == 2:
         rng = np.random.default_rng(seed)
         directions = [_as_float64(unflatten(flatten(args[i])[1],
