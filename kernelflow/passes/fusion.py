@@ -490,8 +490,48 @@ class _Groups:
         return keep
 
 
+def copy_free_views(graph: Graph) -> Graph:
+    """A copy of ``graph`` where each reader gets its own copy of every *free* node: a movement op or
+    iota whose operands are not computed by fusible nodes (a broadcast of a constant, a transposed
+    input). Such nodes cost nothing inside a kernel, so sharing one would only force a buffer
+    (e.g. the zeros of ``relu`` shared by two layers)."""
+    values: dict[Value, Value] = {v: v for v in graph.inputs}
+    free: dict[Value, Node] = {}
+    nodes: list[Node] = []
+
+    def materialize(v: Value, local: dict) -> Value:
+        if v not in free:
+            return values[v]
+        if v not in local:
+            f = free[v]
+            ins = [materialize(x, local) for x in f.inputs]
+            copy = Node(f.op, ins, f.attrs, [o.type for o in f.outputs], f.loc)
+            nodes.append(copy)
+            local[v] = copy.outputs[0]
+        return local[v]
+
+    for n in graph.nodes:
+        is_free = (n.op in VIEW_OPS or n.op in INDEX_SOURCES) and len(n.outputs) == 1 and all(
+            x.producer is None or x in free or classify(x.producer)[0] != "fusible" for x in n.inputs)
+        if is_free:
+            free[n.outputs[0]] = n
+            continue
+        local: dict = {}
+        ins = [materialize(x, local) for x in n.inputs]
+        copy = Node(n.op, ins, n.attrs, [o.type for o in n.outputs], n.loc)
+        nodes.append(copy)
+        for old, new in zip(n.outputs, copy.outputs):
+            values[old] = new
+    outputs = []
+    for v in graph.outputs:
+        outputs.append(materialize(v, {}))
+    return Graph(graph.name, list(graph.inputs), nodes, outputs)
+
+
 def fuse(graph: Graph) -> FusionPlan:
-    """Partition ``graph`` into steps (see the module docstring)."""
+    """Partition ``graph`` into steps (see the module docstring). The plan's graph is ``graph`` with
+    free movement nodes copied per reader (``copy_free_views``)."""
+    graph = copy_free_views(graph)
     users = graph.users()
     graph_outputs = set(graph.outputs)
     names = value_names(graph)
@@ -536,6 +576,8 @@ def fuse(graph: Graph) -> FusionPlan:
                                      f"{describe(p)} into its consumer {describe(n)}")
     # 2. horizontal: sibling groups that read the same buffer become one multi-output kernel.
     for v in list(graph.inputs) + [o for n in graph.nodes for o in n.outputs]:
+        if v.type.size <= 1:
+            continue  # a scalar is read for free (often a literal): no pass over memory to save
         readers = []
         for u in users.get(v, ()):
             if u in fusible and groups.group.get(v.producer) != groups.group[u] and \

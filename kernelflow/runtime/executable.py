@@ -138,7 +138,7 @@ class Executable:
             def tag(node):
                 s = step_of[node]
                 return f"step {s} {self.plan.steps[s].kind}" + (f" {names[s]}" if s in names else "")
-            return print_graph(self.optimized, annotate=tag)
+            return print_graph(self.plan.graph, annotate=tag)
         if stage == "plan":
             return self.memory.describe(self.plan.names)
         if stage == "kernels":

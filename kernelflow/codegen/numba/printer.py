@@ -223,14 +223,13 @@ class _Printer:
                 if s.inner and s.phase == p:
                     self.emit(d, f"{k.params[s.buffer].name}[{affine(s.offset, self.index_names)}] = "
                                  f"{self.var(s.expr)}  # store {s.label}")
-            if not k.inner:
-                pass
             self.row_done.update(e.id for e in reductions)
-        for s in k.stores:
-            if not s.inner:
-                self.emit_row(s.expr, depth)
-                self.emit(depth, f"{k.params[s.buffer].name}[{affine(s.offset, self.index_names)}] = "
-                                 f"{self.var(s.expr)}  # store {s.label}")
+        row_stores = [s for s in k.stores if not s.inner]
+        for s in row_stores:  # every value first, then the stores: an output may overwrite an input
+            self.emit_row(s.expr, depth)
+        for s in row_stores:
+            self.emit(depth, f"{k.params[s.buffer].name}[{affine(s.offset, self.index_names)}] = "
+                             f"{self.var(s.expr)}  # store {s.label}")
         return "\n".join(self.lines) + "\n", parallel
 
 
