@@ -1,0 +1,179 @@
+"""The runtime: input checks, fresh outputs, buffer reuse, threads, inspection, the interpret backend,
+and a compiled MLP training step that matches the interpreter step for step."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import kernelflow as kf
+from kernelflow.ir import DTypeError, GraphBuilder, ShapeError, TensorType, as_dtype
+from kernelflow.ir.interpret import interpret
+from kernelflow.runtime import compile_graph
+
+
+def build(inputs, fn, name="case"):
+    b = GraphBuilder(name)
+    vals = [b.add_input(TensorType(as_dtype(d), tuple(s))) for s, d in inputs]
+    outs = fn(b, *vals)
+    return b.finish(list(outs) if isinstance(outs, (list, tuple)) else [outs])
+
+
+def rand(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def chain():
+    """exp -> (transpose, library) -> tanh: three steps with intermediates in the pool."""
+    def fn(b, x, w):
+        e = b.exp(x)
+        m = b.dot_general(e, w, contract=((1,), (0,)), batch=((), ()))
+        return [b.tanh(m), b.reduce_sum(e, axes=(0,))]
+    g = build([((6, 5), "f32"), ((5, 4), "f32")], fn, "chain")
+    return g, compile_graph(g)
+
+
+def test_inputs_are_checked_like_the_interpreter(chain):
+    g, exe = chain
+    x, w = rand(6, 5), rand(5, 4, seed=1)
+    with pytest.raises(ShapeError, match="input 0"):
+        exe(rand(5, 6), w)
+    with pytest.raises(DTypeError, match="float32"):
+        exe(x.astype(np.float64), w)
+    with pytest.raises(TypeError, match="takes 2 inputs"):
+        exe(x)
+
+
+def test_non_contiguous_and_read_only_inputs_are_read_correctly(chain):
+    g, exe = chain
+    big = rand(12, 10)
+    x = big[::2, ::2]                  # strided view
+    w = np.asfortranarray(rand(5, 4, seed=1))
+    w.flags.writeable = False
+    for got, want in zip(exe(x, w), interpret(g, [np.ascontiguousarray(x), np.ascontiguousarray(w)])):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+    t = rand(5, 6).T                   # transposed view
+    for got, want in zip(exe(t, w), interpret(g, [np.ascontiguousarray(t), np.ascontiguousarray(w)])):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+
+
+def test_outputs_are_fresh_and_pool_reuse_is_invisible(chain):
+    g, exe = chain
+    x1, x2, w = rand(6, 5), rand(6, 5, seed=2), rand(5, 4, seed=1)
+    first = exe(x1, w)
+    keep = [a.copy() for a in first]
+    second = exe(x2, w)
+    for a, k in zip(first, keep):  # a later call does not overwrite what an earlier call returned
+        np.testing.assert_array_equal(a, k)
+    for got, want in zip(second, interpret(g, [x2, w])):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+    assert not np.shares_memory(first[0], second[0])
+
+
+def test_identity_and_repeated_outputs_are_copies():
+    g = build([((3,), "f32")], lambda b, x: [x, x, b.neg(x)])
+    exe = compile_graph(g)
+    x = rand(3)
+    a, b_, c = exe(x)
+    assert not np.shares_memory(a, x) and not np.shares_memory(a, b_)
+    a[0] = 100.0
+    assert x[0] != 100.0
+
+
+def test_buffers_are_reused_by_liveness():
+    """A chain of library calls: each intermediate dies at the next step, so two slots serve four values."""
+    def fn(b, x, w):
+        for _ in range(4):
+            x = b.dot_general(x, w, contract=((1,), (0,)), batch=((), ()))
+        return b.neg(x)
+    g = build([((8, 8), "f32"), ((8, 8), "f32")], fn)
+    exe = compile_graph(g)
+    slots = exe.memory.slot_of
+    assert len(slots) == 4 and len(exe.memory.slot_bytes) == 2
+    assert exe.memory.peak <= exe.memory.peak_unfused
+    assert "slot 0" in exe.ir("plan")
+    x, w = rand(8, 8), rand(8, 8, seed=1) * 0.3
+    np.testing.assert_allclose(exe(x, w)[0], interpret(g, [x, w])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_concurrent_calls_from_threads(chain):
+    g, exe = chain
+    w = rand(5, 4, seed=1)
+    xs = [rand(6, 5, seed=10 + i) for i in range(6)]
+    wants = [interpret(g, [x, w]) for x in xs]
+    errors = []
+
+    def work(i):
+        for _ in range(30):
+            got = exe(xs[i], w)
+            if not all(np.allclose(a, b, rtol=2e-5, atol=1e-6) for a, b in zip(got, wants[i])):
+                errors.append(i)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_inspection_and_in_process_memo(chain):
+    g, exe = chain
+    assert compile_graph(g) is exe
+    assert [k.name for k in exe.kernels] and all(k.source.startswith("@njit") for k in exe.kernels)
+    for stage in ("input", "optimized", "fused", "plan", "kernels", "module"):
+        assert exe.ir(stage)
+    with pytest.raises(ValueError, match="unknown stage"):
+        exe.ir("bogus")
+    assert "def make_run" in exe.source and "np.matmul" in exe.source
+    compile(exe.source, "<generated>", "exec")  # the whole module is plain Python
+
+
+def test_interpret_backend():
+    g = build([((4,), "f32")], lambda b, x: b.exp(x))
+    exe = compile_graph(g, backend="interpret")
+    x = rand(4)
+    np.testing.assert_array_equal(exe(x)[0], np.exp(x))
+    assert exe.kernels == [] and "interpreter" in exe.explain()
+    with pytest.raises(ValueError, match="unknown backend"):
+        compile_graph(g, backend="cuda")
+
+
+def test_large_pointwise_runs_in_parallel_chunks():
+    n = 1 << 18
+    g = build([((n,), "f32"), ((n,), "f32")], lambda b, x, y: b.add(b.mul(x, y), x))
+    exe = compile_graph(g)
+    assert "prange" in exe.kernels[0].source
+    x, y = rand(n), rand(n, seed=1)
+    np.testing.assert_allclose(exe(x, y)[0], x * y + x, rtol=1e-6)
+
+
+def test_mlp_training_step_matches_the_interpreter_for_20_steps():
+    rng = np.random.default_rng(0)
+    sizes = [12, 16, 4]
+    params = [(rng.standard_normal((a, b)).astype(np.float32) * 0.3, np.zeros(b, np.float32))
+              for a, b in zip(sizes, sizes[1:])]
+    x = rng.standard_normal((10, 12)).astype(np.float32)
+    labels = rng.integers(0, 4, 10).astype(np.int32)
+
+    def loss_fn(params, x, labels):
+        h = x
+        for i, (w, b) in enumerate(params):
+            h = h @ w + b
+            if i < len(params) - 1:
+                h = kf.relu(h)
+        return kf.cross_entropy(h, labels)
+
+    def step(params, x, labels):
+        loss, grads = kf.value_and_grad(loss_fn)(params, x, labels)
+        return loss, [(w - 0.1 * gw, b - 0.1 * gb) for (w, b), (gw, gb) in zip(params, grads)]
+
+    compiled = kf.jit(step)
+    reference = kf.jit(step, backend="interpret")
+    p_c, p_r = params, params
+    for _ in range(20):
+        loss_c, p_c = compiled(p_c, x, labels)
+        loss_r, p_r = reference(p_r, x, labels)
+        np.testing.assert_allclose(loss_c, loss_r, rtol=1e-4, atol=1e-6)
+    assert float(loss_c) < float(compiled(params, x, labels)[0])  # it learned
