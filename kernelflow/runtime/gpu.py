@@ -540,13 +540,15 @@ class TritonExecutable:
         env = dict(self._constants)
         for i, (v, a) in enumerate(zip(g.inputs, arrays)):
             env[v] = self._input(v, a, i)
-        for i, step in enumerate(self.program.steps):
-            if isinstance(step, Launch):
-                self._launch(step, env)
-            elif isinstance(step, HostStep):
-                self._host(step, env)
-            for v in self._free_after.get(i, ()):
-                env.pop(v, None)
+        # IEEE semantics (x/0 = inf, log(0) = -inf) as on the GPU: the interpreter's numpy must not warn
+        with np.errstate(all="ignore"):
+            for i, step in enumerate(self.program.steps):
+                if isinstance(step, Launch):
+                    self._launch(step, env)
+                elif isinstance(step, HostStep):
+                    self._host(step, env)
+                for v in self._free_after.get(i, ()):
+                    env.pop(v, None)
         return [env[v] if not self.interpret else np.array(env[v], copy=True) for v in g.outputs]
 
     def _input(self, v, a, i):

@@ -7,6 +7,7 @@ Each helper gives numpy's semantics for one scalar op where Triton's own differs
 * ``kf_maximum`` / ``kf_minimum``: NaN propagates (numpy.maximum), unlike ``tl.maximum``'s default;
   ``kf_reduce_max`` / ``kf_reduce_min`` are the row reductions with the same rule.
 * ``kf_sign``: numpy.sign (NaN stays NaN).
+* ``kf_sqrt``: correctly rounded (``tl.sqrt_rn`` for fp32, whose ``tl.sqrt`` is approximate; fp64's is exact).
 * ``kf_cast_<dtype>``: numpy ``astype`` (to bool: ``x != 0``).
 * ``libdevice``: CUDA's libdevice (log1p, expm1, tanh, pow). Triton's CPU interpreter cannot call
   libdevice (its functions are declarations that only the GPU compiler resolves), so under
@@ -25,7 +26,7 @@ import triton
 import triton.language as tl
 
 __all__ = ["libdevice", "kf_div", "kf_maximum", "kf_minimum", "kf_reduce_max", "kf_reduce_min",
-           "kf_reduce_sum", "kf_sign", "kf_cast_f16", "kf_cast_bf16", "kf_cast_f32", "kf_cast_f64",
+           "kf_reduce_sum", "kf_sign", "kf_sqrt", "kf_cast_f16", "kf_cast_bf16", "kf_cast_f32", "kf_cast_f64",
            "kf_cast_i8", "kf_cast_i32", "kf_cast_i64", "kf_cast_u8", "kf_cast_u32", "kf_cast_bool",
            "kf_threefry2x32", "interpreting"]
 
@@ -111,6 +112,14 @@ def kf_reduce_sum(x):
 def kf_sign(x):
     s = tl.where(x > 0, 1, tl.where(x < 0, -1, 0)).to(x.dtype)
     return tl.where(x != x, x, s)
+
+
+@triton.jit
+def kf_sqrt(x):
+    if x.dtype == tl.float32:
+        return tl.sqrt_rn(x)
+    else:
+        return tl.sqrt(x)
 
 
 @triton.jit

@@ -112,14 +112,17 @@ def print_matmul(name: str, node: Node, labels: dict, out_label: str,
     lay = dot_layout(node)
     out = node.outputs[0]
     p = None
-    params = [("a", lhs, labels.get(lhs, "?")), ("b", rhs, labels.get(rhs, "?"))]
+    params = [("lhs", lhs, labels.get(lhs, "?")), ("rhs", rhs, labels.get(rhs, "?"))]
     if epilogue is not None:
         p = _Printer(epilogue)
         for prm in epilogue.params:
             if prm.name != epilogue.params[dot_param].name:
                 params.append((prm.name, prm.value, prm.label))
     else:
-        params.append(("c", out, out_label))
+        params.append(("out", out, out_label))
+    epilogue_ops = ", ".join(dict.fromkeys(
+        n.split(" = ")[1].split("(")[0] for n in (epilogue.nodes if epilogue else [])
+        if n.split(" = ")[1].split("(")[0] not in ("broadcast_in_dim", "reshape", "transpose")))
     wide = max(v.type.size for _, v, _ in params) > 2 ** 31 - 1
     lines = []
     emit = lines.append
@@ -128,7 +131,7 @@ def print_matmul(name: str, node: Node, labels: dict, out_label: str,
          f"BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):")
     what = f"{out_label} = dot_general({labels.get(lhs, '?')}, {labels.get(rhs, '?')})"
     emit(f'    """matmul kernel: {lay.batch} x [{lay.m} x {lay.k}] @ [{lay.k} x {lay.n}] ({dt}, fp32 accumulator)'
-         f'{"; fused epilogue: " + ", ".join(n.split(" = ")[1].split("(")[0] for n in epilogue.nodes) if epilogue else ""}."""')
+         f'{"; fused epilogue: " + epilogue_ops if epilogue else ""}."""')
     emit(f"    # {what}")
     if epilogue is not None:
         for line in epilogue.nodes:
@@ -150,8 +153,8 @@ def print_matmul(name: str, node: Node, labels: dict, out_label: str,
         emit("    rn = rn.to(tl.int64)")
     emit("    rk = tl.arange(0, BLOCK_K)")
     (asb, asm, ask), (bsb, bsk, bsn) = lay.lhs_strides, lay.rhs_strides
-    emit(f"    a_ptrs = a + batch * {asb} + rm[:, None] * {asm} + rk[None, :] * {ask}")
-    emit(f"    b_ptrs = b + batch * {bsb} + rk[:, None] * {bsk} + rn[None, :] * {bsn}")
+    emit(f"    a_ptrs = lhs + batch * {asb} + rm[:, None] * {asm} + rk[None, :] * {ask}")
+    emit(f"    b_ptrs = rhs + batch * {bsb} + rk[:, None] * {bsk} + rn[None, :] * {bsn}")
     emit("    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)")
     emit(f"    for k0 in range(0, {lay.k}, BLOCK_K):")
     emit(f"        a_tile = tl.load(a_ptrs, mask=(rm[:, None] < {lay.m}) & (rk[None, :] + k0 < {lay.k}), other=0.0)")
@@ -164,7 +167,7 @@ def print_matmul(name: str, node: Node, labels: dict, out_label: str,
     emit(f"    f = batch * {lay.m * lay.n} + rm[:, None] * {lay.n} + rn[None, :]  # flat index of the product")
     product = f"acc.to({TL_DTYPE[dt]})"
     if epilogue is None:
-        emit(f"    tl.store(c + f, {product}, mask=mask)  # store {out_label}")
+        emit(f"    tl.store(out + f, {product}, mask=mask)  # store {out_label}")
     else:
         for e in epilogue.exprs:
             if e.kind == "load" and e.buffer == dot_param:

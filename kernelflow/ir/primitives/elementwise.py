@@ -145,10 +145,10 @@ _unary("logistic", _logistic,
        "(1.0 / (1.0 + math.exp(-({0}))))", "tl.sigmoid({0})", doc="1 / (1 + exp(-x))")
 _unary("sqrt", np.sqrt,
        lambda b, g, n: [b.div(g, b.mul(_c(b, g, 2.0), n.out))],
-       "math.sqrt({0})", "tl.sqrt_rn({0})")
+       "math.sqrt({0})", "kf_sqrt({0})")
 _unary("rsqrt", _same_dtype(lambda x: 1 / np.sqrt(x)),
        lambda b, g, n: [b.mul(g, b.mul(_c(b, g, -0.5), b.div(n.out, n.inputs[0])))],
-       "(1.0 / math.sqrt({0}))", "libdevice.rsqrt({0})", doc="1 / sqrt(x)")
+       "(1.0 / math.sqrt({0}))", "tl.rsqrt({0})", doc="1 / sqrt(x)")
 _unary("abs", np.abs, lambda b, g, n: [b.mul(g, b.sign(n.inputs[0]))],
        "abs({0})", "tl.abs({0})", kinds=NUMERIC)
 _unary("sign", np.sign, NONDIFFERENTIABLE, "kf_sign({0})", "kf_sign({0})", kinds=NUMERIC)
@@ -158,7 +158,7 @@ _unary("floor", np.floor, NONDIFFERENTIABLE, "np.floor({0})", "tl.floor({0})")
 _unary("erf", _same_dtype(scipy.special.erf),
        lambda b, g, n: [b.mul(g, b.mul(_c(b, g, 2.0 / math.sqrt(math.pi)),
                                        b.exp(b.neg(b.mul(n.inputs[0], n.inputs[0])))))],
-       "math.erf({0})", "libdevice.erf({0})")
+       "math.erf({0})", "tl.erf({0})")
 
 # -- binary ------------------------------------------------------------------------------------
 _binary("add", np.add, lambda b, g, n: [g, g], "({0} + {1})", "({0} + {1})")
@@ -171,8 +171,8 @@ _binary("div", _div,
         "kf_div({0}, {1})", "kf_div({0}, {1})",
         doc="true division for floats; floor division (numpy //) for integers")
 _binary("pow", np.power, _grad_pow, "({0} ** {1})", "libdevice.pow({0}, {1})", kinds=FLOAT)
-_binary("maximum", np.maximum, _grad_extremum("gt"), "kf_maximum({0}, {1})", "tl.maximum({0}, {1})")
-_binary("minimum", np.minimum, _grad_extremum("lt"), "kf_minimum({0}, {1})", "tl.minimum({0}, {1})")
+_binary("maximum", np.maximum, _grad_extremum("gt"), "kf_maximum({0}, {1})", "kf_maximum({0}, {1})")
+_binary("minimum", np.minimum, _grad_extremum("lt"), "kf_minimum({0}, {1})", "kf_minimum({0}, {1})")
 
 # -- comparisons, select, cast -----------------------------------------------------------------
 for _name, _ufunc, _sym in [("eq", np.equal, "=="), ("ne", np.not_equal, "!="), ("lt", np.less, "<"),
@@ -192,6 +192,6 @@ register(Primitive(
     "cast", "cast", _cast_rule,
     lambda x, dtype: x.astype(as_dtype(dtype).np_dtype),
     _grad_cast,
-    {"numba": "kf_cast_{dtype}({0})", "triton": "{0}.to({dtype})"},
+    {"numba": "kf_cast_{dtype}({0})", "triton": "kf_cast_{dtype}({0})"},
     attr_names=("dtype",),
     doc="convert elements to another dtype (numpy astype: floats to ints truncate toward zero)"))
