@@ -142,8 +142,8 @@ class Sequential:
 
     def _objective(self, params, x, y, weights, key):
         outputs = self.apply(params, x, key=key, training=True)
-        per_example = self.loss_fn(outputs, y)
-        loss = np.sum(per_example * weights) / np.sum(weights) + self.regularization(params)
+        # weights are 1/n for the batch's n real rows and 0 for padding: the weighted sum is their mean
+        loss = np.sum(self.loss_fn(outputs, y) * weights) + self.regularization(params)
         return loss, outputs
 
     def _train_step(self, params, opt_state, x, y, weights, key):
@@ -182,8 +182,9 @@ class Sequential:
             return y.astype(np.int32)
         return y.astype(np.float32) if np.issubdtype(y.dtype, np.floating) else y
 
-    def _padded_batches(self, x, y, batch_size, shuffle, seed, max_steps=None):
-        """(x_batch, y_batch, weights, n_real) with every batch padded to batch_size rows."""
+    def _padded_batches(self, x, y, batch_size, shuffle, seed, max_steps=None, normalize=False):
+        """(x_batch, y_batch, weights, n_real) with every batch padded to batch_size rows; weights are 1 for
+        real rows (1/n_real with ``normalize``) and 0 for padding."""
         n = len(x)
         order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
         for count, start in enumerate(range(0, n, batch_size)):
@@ -192,7 +193,7 @@ class Sequential:
             idx = order[start:start + batch_size]
             real = len(idx)
             weights = np.zeros(batch_size, np.float32)
-            weights[:real] = 1.0
+            weights[:real] = 1.0 / real if normalize else 1.0
             if real < batch_size:  # pad with copies of the first row (valid inputs and labels), weight 0
                 idx = np.concatenate([idx, np.full(batch_size - real, idx[0])])
             yield x[idx], (y[idx] if y is not None else None), weights, real
@@ -231,7 +232,8 @@ class Sequential:
         for epoch in range(epochs):
             progress = EpochProgress(epoch, epochs, steps, verbose)
             loss_sum, metric_sums, seen = 0.0, {m: 0.0 for m in self.metrics}, 0
-            for xb, yb, wb, real in self._padded_batches(x, y, batch_size, shuffle, (self.seed, epoch), steps):
+            batches = self._padded_batches(x, y, batch_size, shuffle, (self.seed, epoch), steps, normalize=True)
+            for xb, yb, wb, real in batches:
                 key = initializers.split_key([self.seed, self.step_count], 1)[0] if needs_key else None
                 self.params, self.opt_state, loss, outputs = train_step(self.params, self.opt_state, xb, yb, wb,
                                                                          key)
