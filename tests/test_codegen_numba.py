@@ -137,29 +137,31 @@ CASES = {
     # indexing
     "gather": ([((4, 5), "f32"), ((2, 3), "i32")], lambda b, x, i: b.neg(b.gather(x, i, axis=1))),
     "scatter_add": ([((4, 5), "f32"), ((3,), "i32"), ((4, 3), "f32")],
-                    lambda b, x, i, u: b.scatter_add(x, i, u, axis=1)),
+                    lambda b, x, i, u: b.neg(b.scatter_add(x, i, u, axis=1))),
     # sources
     "constant": ([((2, 3), "f32")], lambda b, x: b.add(x, b.constant(np.arange(6, dtype=np.float32).reshape(2, 3)))),
     "iota": ([((3, 4), "f32")], lambda b, x: [b.add(x, b.iota(shape=(3, 4), dimension=1, dtype="f32")),
                                               b.iota(shape=(3, 4), dimension=0, dtype="i32")]),
-    "random_bits": ([((2,), "u32")], lambda b, k: b.random_bits(k, shape=(3, 5))),
+    "random_bits": ([((2,), "u32")], lambda b, k: [b.random_bits(k, shape=(3, 5)),
+                                                   b.cast(b.random_bits(k, shape=(4,)), "f32")]),
     # contraction
     "dot_general": ([((2, 4, 5), "f32"), ((2, 5, 3), "f32"), ((5, 4), "f32")],
                     lambda b, x, y, z: [b.dot_general(x, y, contract=((2,), (1,)), batch=((0,), (0,))),
                                         b.dot_general(z, y, contract=((0,), (1,)), batch=((), ())),
                                         b.dot_general(x, z, contract=((1, 2), (1, 0)), batch=((), ()))]),
     # window
-    "conv2d": ([((2, 2, 6, 6), "f32"), (W, "f32")], lambda b, x, w: b.conv2d(x, w, **CONV)),
+    # (followed by a kernel, so their results feed kernels, not just the caller)
+    "conv2d": ([((2, 2, 6, 6), "f32"), (W, "f32")], lambda b, x, w: b.neg(b.conv2d(x, w, **CONV))),
     "conv2d_input_grad": ([((2, 3, 5, 6), "f32"), (W, "f32")],
-                          lambda b, g, w: b.conv2d_input_grad(g, w, input_shape=(2, 2, 6, 6), **CONV)),
+                          lambda b, g, w: b.exp(b.conv2d_input_grad(g, w, input_shape=(2, 2, 6, 6), **CONV))),
     "conv2d_weight_grad": ([((2, 2, 6, 6), "f32"), ((2, 3, 5, 6), "f32")],
                            lambda b, x, g: b.conv2d_weight_grad(x, g, weight_shape=W, **CONV)),
-    "reduce_window_max": ([((1, 2, 4, 4), "f32")], lambda b, x: b.reduce_window_max(x, **POOL)),
+    "reduce_window_max": ([((1, 2, 4, 4), "f32")], lambda b, x: b.neg(b.reduce_window_max(x, **POOL))),
     "reduce_window_sum": ([((1, 2, 4, 4), "f32")], lambda b, x: b.reduce_window_sum(x, **POOL)),
     "select_and_scatter_add": ([((1, 2, 4, 4), "f32"), ((1, 2, 2, 2), "f32")],
                                lambda b, x, g: b.select_and_scatter_add(x, g, **POOL)),
     "select_and_gather": ([((1, 2, 4, 4), "f32"), ((1, 2, 4, 4), "f32")],
-                          lambda b, x, t: b.select_and_gather(x, t, **POOL)),
+                          lambda b, x, t: b.abs(b.select_and_gather(x, t, **POOL))),
     "reduce_window_sum_transpose": ([((1, 2, 2, 2), "f32")],
                                     lambda b, g: b.reduce_window_sum_transpose(g, input_shape=(1, 2, 4, 4), **POOL)),
 }

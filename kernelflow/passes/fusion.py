@@ -532,6 +532,13 @@ def fuse(graph: Graph) -> FusionPlan:
     """Partition ``graph`` into steps (see the module docstring). The plan's graph is ``graph`` with
     free movement nodes copied per reader (``copy_free_views``)."""
     graph = copy_free_views(graph)
+    live = set(graph.outputs)
+    kept = []
+    for n in reversed(graph.nodes):  # dead nodes would make kernels without outputs
+        if any(v in live for v in n.outputs):
+            kept.append(n)
+            live.update(n.inputs)
+    graph = Graph(graph.name, list(graph.inputs), kept[::-1], list(graph.outputs))
     users = graph.users()
     graph_outputs = set(graph.outputs)
     names = value_names(graph)

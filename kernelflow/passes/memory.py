@@ -55,6 +55,12 @@ class MemoryPlan:
         return "\n".join(lines)
 
 
+def writes_into_buffers(step) -> bool:
+    """Kernels and BLAS calls write into buffers the runtime gives them; numpy lowerings (including
+    conv through its im2col reference) return new arrays."""
+    return step.kind == "kernel" or (step.kind == "library" and step.nodes[0].op == "dot_general")
+
+
 def plan_memory(plan: FusionPlan, can_write_in_place=None) -> MemoryPlan:
     graph = plan.graph
     users = graph.users()
@@ -69,7 +75,7 @@ def plan_memory(plan: FusionPlan, can_write_in_place=None) -> MemoryPlan:
                 storage[v] = "const"
             elif step.kind == "view":
                 storage[v] = "view"
-            elif v in graph_outputs or step.kind == "numpy":
+            elif v in graph_outputs or not writes_into_buffers(step):
                 storage[v] = "fresh"
             else:
                 storage[v] = "slot"

@@ -93,7 +93,7 @@ class _Driver:
         return f"f{n}"
 
     def storage_binding(self, v):
-        """Pool slot and constant values are bound once, in make_run."""
+        """Pool slot values are bound once, in make_run."""
         n = self.n(v)
         kind = self.memory.storage.get(v)
         if kind == "slot":
