@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..codegen.triton.device import interpreting
-from ..codegen.triton.program import ConstantStep, HostStep, Launch, TritonProgram, host_reference, lower_graph
+from ..codegen.triton import interpreting
 from ..ir.graph import Graph
 from ..ir.types import as_dtype
 
@@ -392,9 +391,14 @@ class HostTensor:
 _patched_interpreter = False
 
 
-def _patch_interpreter_bf16_dot():
-    """Triton 3.9's interpreter multiplies bfloat16 tiles in ``tl.dot`` as their raw uint16 bit patterns;
-    widen them to float32 first (exact), which is what the tensor cores compute with an fp32 accumulator."""
+def _patch_interpreter_bf16():
+    """Two bfloat16 gaps of Triton 3.9's interpreter (it stores bfloat16 as raw uint16), closed so it
+    computes what the GPU computes:
+
+    * ``tl.dot`` multiplies bfloat16 tiles as their uint16 bit patterns: widen them to float32 first
+      (exact), as the tensor cores do with an fp32 accumulator;
+    * float32 -> bfloat16 conversion truncates: round to nearest even, as ``cvt.rn.bf16.f32`` does.
+    """
     global _patched_interpreter
     if _patched_interpreter:
         return
@@ -414,7 +418,20 @@ def _patch_interpreter_bf16_dot():
     def create_dot(a, b, d, *rest):
         return original(widen(a), widen(b), d, *rest)
 
+    original_cast = builder.cast_impl
+
+    def cast_impl(src, dst_type):
+        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
+            bits = np.asarray(src.data, np.float32).view(np.uint32)
+            rounded = ((bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+            nan = np.isnan(src.data)
+            out = np.where(nan, (bits >> np.uint32(16)) | np.uint32(0x40), rounded).astype(np.uint16)
+            return interpreter.TensorHandle(out, tl.bfloat16)
+        return original_cast(src, dst_type)
+
     builder.create_dot = create_dot
+    builder.cast_impl = cast_impl
+    builder.create_fp_trunc = cast_impl
 
 
 # -- loading and launching kernels ---------------------------------------------------------------------
@@ -481,18 +498,24 @@ def _autotuned(kernel, fn):
     return triton.autotune(configs, key=[], cache_results=True, do_bench=_bench)(fn)
 
 
+def _program_module():
+    """kernelflow.codegen.triton.program, imported on first use (it imports triton, a large package)."""
+    from ..codegen.triton import program  # noqa: PLC0415
+    return program
+
+
 class TritonExecutable:
     """A graph compiled for the Triton backend. Call it with arrays; ``kernels`` have their source."""
 
     backend = "triton"
 
-    def __init__(self, program: TritonProgram, interpret: bool):
+    def __init__(self, program, interpret: bool):
         self.program = program
         self.graph = program.graph
         self.interpret = interpret
         self.kernels = program.kernels
         if interpret:
-            _patch_interpreter_bf16_dot()
+            _patch_interpreter_bf16()
         else:
             cuda()  # a clear error now when there is no GPU
         _use_our_triton_cache()
@@ -502,7 +525,7 @@ class TritonExecutable:
             self._functions[id(k)] = fn if interpret else _autotuned(k, fn)
         self._constants = {}
         for s in program.steps:
-            if isinstance(s, ConstantStep):
+            if isinstance(s, _program_module().ConstantStep):
                 value = np.ascontiguousarray(np.asarray(s.node.attrs["value"]))
                 self._constants[s.node.outputs[0]] = value if interpret else _put_one(value)
         # liveness: the step after which each intermediate value is dead (its buffer goes back to the pool)
@@ -518,10 +541,10 @@ class TritonExecutable:
 
     @staticmethod
     def _reads(step):
-        if isinstance(step, Launch):
+        if isinstance(step, _program_module().Launch):
             ins = [v for v in step.args if v not in step.outputs]
             return ins + ([step.init_from] if step.init_from is not None else [])
-        if isinstance(step, HostStep):
+        if isinstance(step, _program_module().HostStep):
             return [v for n in step.nodes for v in n.inputs]
         return []
 
@@ -540,6 +563,7 @@ class TritonExecutable:
         env = dict(self._constants)
         for i, (v, a) in enumerate(zip(g.inputs, arrays)):
             env[v] = self._input(v, a, i)
+        Launch, HostStep = _program_module().Launch, _program_module().HostStep
         # IEEE semantics (x/0 = inf, log(0) = -inf) as on the GPU: the interpreter's numpy must not warn
         with np.errstate(all="ignore"):
             for i, step in enumerate(self.program.steps):
@@ -575,7 +599,7 @@ class TritonExecutable:
             return HostTensor(flat.view(np.uint8) if flat.dtype == np.bool_ else flat)
         return a.view_as(np.uint8) if a.dtype == np.bool_ else a
 
-    def _launch(self, step: Launch, env):
+    def _launch(self, step, env):
         for v in step.outputs:
             if step.init_from is not None:
                 src = env[step.init_from]
@@ -600,10 +624,10 @@ class TritonExecutable:
         else:
             fn[lambda meta: _grid(p, meta)](*args)
 
-    def _host(self, step: HostStep, env):
+    def _host(self, step, env):
         for node in step.nodes:
             ins = [env[v] if self.interpret else device_get(env[v]) for v in node.inputs]
-            outs = host_reference(node, [np.asarray(a) for a in ins])
+            outs = _program_module().host_reference(node, [np.asarray(a) for a in ins])
             for v, r in zip(node.outputs, outs):
                 r = np.ascontiguousarray(np.asarray(r, dtype=v.type.dtype.np_dtype))
                 env[v] = r if self.interpret else _put_one(r)
@@ -616,13 +640,13 @@ def compile_triton(graph: Graph, interpret: bool | None = None) -> TritonExecuta
         raise GPUUnavailableError(
             f"backend='triton' needs an NVIDIA GPU ({_cuda_error}); set TRITON_INTERPRET=1 in the environment "
             "(before triton is imported) to run the Triton kernels in Triton's CPU interpreter instead")
-    return TritonExecutable(lower_graph(graph, interpret=interpret), interpret)
+    return TritonExecutable(_program_module().lower_graph(graph, interpret=interpret), interpret)
 
 
 class CompiledProgram:
     """A graph's kernels compiled ahead of time for a GPU target (``Lowered.compile(target="sm_90")``)."""
 
-    def __init__(self, program: TritonProgram, target: str, kernels):
+    def __init__(self, program, target: str, kernels):
         self.program = program
         self.graph = program.graph
         self.target = target
@@ -642,7 +666,7 @@ class CompiledProgram:
 def compile_ahead(graph: Graph, target: str = "sm_90", out_dir: str | None = None) -> CompiledProgram:
     """Compile every Triton kernel of ``graph`` for ``target`` (no GPU needed): sources, PTX and cubin."""
     from ..codegen.triton.aot import compile_sources  # noqa: PLC0415
-    program = lower_graph(graph, interpret=False)
+    program = _program_module().lower_graph(graph, interpret=False)
     jobs = []
     for k in program.kernels:
         load_path = _write_kernel(k)

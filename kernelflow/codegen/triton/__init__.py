@@ -9,3 +9,12 @@
 
 Running a program (device buffers, the interpreter on the CPU, autotuning) is kernelflow/runtime/gpu.py.
 """
+
+import os
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1`` in the environment).
+
+    Defined here, without importing triton, so the runtime can ask cheaply."""
+    return os.environ.get("TRITON_INTERPRET", "0").lower() not in ("", "0", "false", "off", "no")

@@ -19,21 +19,16 @@ imported, from ``TRITON_INTERPRET`` (that is when ``@triton.jit`` reads it); a p
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import triton
 import triton.language as tl
+
+from . import interpreting
 
 __all__ = ["libdevice", "kf_div", "kf_maximum", "kf_minimum", "kf_reduce_max", "kf_reduce_min",
            "kf_reduce_sum", "kf_sign", "kf_sqrt", "kf_cast_f16", "kf_cast_bf16", "kf_cast_f32", "kf_cast_f64",
            "kf_cast_i8", "kf_cast_i32", "kf_cast_i64", "kf_cast_u8", "kf_cast_u32", "kf_cast_bool",
            "kf_threefry2x32", "interpreting"]
-
-
-def interpreting() -> bool:
-    """True when Triton runs kernels in its CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0").lower() not in ("", "0", "false", "off", "no")
 
 
 class NumpyLibdevice:
@@ -124,12 +119,18 @@ def kf_sqrt(x):
 
 @triton.jit
 def kf_cast_f16(x):
-    return x.to(tl.float16)
+    if x.dtype.is_floating() and x.dtype.primitive_bitwidth > 16:
+        return x.to(tl.float16, fp_downcast_rounding="rtne")  # round to nearest even, as numpy
+    else:
+        return x.to(tl.float16)
 
 
 @triton.jit
 def kf_cast_bf16(x):
-    return x.to(tl.bfloat16)
+    if x.dtype.is_floating() and x.dtype.primitive_bitwidth > 16:
+        return x.to(tl.bfloat16, fp_downcast_rounding="rtne")  # round to nearest even, as ml_dtypes
+    else:
+        return x.to(tl.bfloat16)
 
 
 @triton.jit

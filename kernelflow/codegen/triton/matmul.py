@@ -165,7 +165,8 @@ def print_matmul(name: str, node: Node, labels: dict, out_label: str,
     emit(f"        b_ptrs += BLOCK_K * {bsk}")
     emit(f"    mask = (rm[:, None] < {lay.m}) & (rn[None, :] < {lay.n})")
     emit(f"    f = batch * {lay.m * lay.n} + rm[:, None] * {lay.n} + rn[None, :]  # flat index of the product")
-    product = f"acc.to({TL_DTYPE[dt]})"
+    product = (f'acc.to({TL_DTYPE[dt]}, fp_downcast_rounding="rtne")' if dt in ("f16", "bf16")
+               else f"acc.to({TL_DTYPE[dt]})")
     if epilogue is None:
         emit(f"    tl.store(out + f, {product}, mask=mask)  # store {out_label}")
     else:

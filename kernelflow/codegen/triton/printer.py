@@ -87,9 +87,26 @@ def affine_text(a: Affine, names: list[str]) -> str:
     return " + ".join(terms)
 
 
-def op_text(e, args: list[str]) -> str:
+# Ops Triton computes exactly in float16 (one correctly rounded result, as numpy's half type gives);
+# every other op on a float16 value, and every bfloat16 op but select and cast, is computed in float32
+# and rounded once, as numpy/ml_dtypes do. (The result is the same as a native bfloat16 op; Triton's
+# CPU interpreter moreover stores bfloat16 as raw uint16 and would add the bit patterns.)
+F16_NATIVE_OPS = frozenset({"neg", "abs", "add", "sub", "mul", "maximum", "minimum", "eq", "ne", "lt", "le",
+                            "gt", "ge", "select", "cast", "sign", "floor"})
+BF16_NATIVE_OPS = frozenset({"select", "cast"})
+
+
+def op_text(e, args: list[str], arg_dtypes=()) -> str:
     """The Triton expression of an elementwise op, from the primitive's ``codegen["triton"]`` template."""
     template = primitive.get(e.op).codegen["triton"]
+    half = [d for d in arg_dtypes if d.name in ("f16", "bf16")]
+    native = F16_NATIVE_OPS if half and half[0].name == "f16" else BF16_NATIVE_OPS
+    if half and e.op not in native:
+        if e.dtype.name == "bool":  # a comparison: compare the widened values
+            wide = [f"{a}.to(tl.float32)" if d.name in ("f16", "bf16") else a for a, d in zip(args, arg_dtypes)]
+            return template.format(*wide, **e.attrs)
+        wide = [f"{a}.to(tl.float32)" if d.name in ("f16", "bf16") else a for a, d in zip(args, arg_dtypes)]
+        return f"{template.format(*wide, **e.attrs)}.to({TL_DTYPE[half[0].name]}, fp_downcast_rounding=\"rtne\")"
     return template.format(*args, **e.attrs)
 
 
@@ -182,7 +199,7 @@ class _Printer:
             if not any(e.offset.coeffs):
                 return literal(e.offset.const, e.dtype)
             return f"({affine_text(e.offset, self.index_names)}).to({TL_DTYPE[e.dtype.name]})"
-        return op_text(e, [self.var(a) for a in e.args])
+        return op_text(e, [self.var(a) for a in e.args], [self.k.exprs[a].dtype for a in e.args])
 
     def emit_row(self, i: int, depth: int):
         """A row-level value (once per program): its row-level arguments first."""

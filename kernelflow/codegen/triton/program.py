@@ -17,6 +17,7 @@ This module only prints; kernelflow/runtime/gpu.py loads and runs a program.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,10 +25,14 @@ import numpy as np
 from ...ir.graph import Graph, Node, Value
 from ...passes.fusion import VIEW_OPS, analyze_group, fuse, explain as explain_fusion, NotFusable
 from ..kernel import build_kernel
-from .device import interpreting
+from . import interpreting
 from .matmul import NotLowerable, epilogue_fits, print_matmul
 from .printer import HEADER, PrintedKernel, print_kernel
 from .special import print_gather, print_random_bits, print_scatter_add
+
+
+# dtypes Triton kernels compute in: the CPU set plus float16 and bfloat16
+KERNEL_DTYPES = frozenset({"f16", "bf16", "f32", "f64", "i8", "i32", "i64", "u8", "u32", "bool"})
 
 
 @dataclass
@@ -104,7 +109,10 @@ def lower_graph(graph: Graph, interpret: bool | None = None, optimize: bool = Tr
     if optimize:
         from ...passes.pipeline import optimize as run_passes  # noqa: PLC0415
         graph = run_passes(graph)
-    plan = fuse(graph)
+    if "kernel_dtypes" in inspect.signature(fuse).parameters:
+        plan = fuse(graph, kernel_dtypes=KERNEL_DTYPES)   # float16/bfloat16 chains fuse on the GPU too
+    else:
+        plan = fuse(graph)
     graph = plan.graph
     labels = plan.names
     users = graph.users()
