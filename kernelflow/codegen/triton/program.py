@@ -218,7 +218,7 @@ def lower_graph(graph: Graph, interpret: bool | None = None, optimize: bool = Tr
                 continue
             except NotLowerable as e:
                 s = type(s)(s.kind, s.nodes, reason=str(e))
-        reason = s.reason or f"{node.op}: not lowered to Triton"
+        reason = (s.reason if s.kind == "numpy" and s.reason else f"{node.op}: no Triton lowering yet")
         report.append(f"host step (numpy reference, not Triton): {reason}")
         steps.append(HostStep(s.nodes, reason))
     return TritonProgram(graph, steps, kernels, report, explain_fusion(plan))
