@@ -64,6 +64,8 @@ class Workload:
     bytes_moved: Callable[[dict], int] | None = None
     calls_per_run: Callable[[bool], int] = lambda quick: 1   # W8 times many tiny calls per sample
     unit: str = "ms"                             # how times are shown: "ms" or "us"
+    # Issue 5's goal: kernelflow / <peer> <= ratio, where peer is an implementation or "best peer".
+    goal: tuple[str, float] | None = None
 
 
 @dataclass
@@ -215,6 +217,20 @@ def run_workload(workload: Workload, cfg: Config, log: Callable[[str], None] = p
                 _record_crash(rows[impl], exc, workload.key, log)
                 del ready[impl]
 
+    # Check again after the timed runs: a result that changes between calls (state kept across calls, buffers
+    # reused while still in use) is as wrong as a wrong formula.
+    for impl, prepared in ready.items():
+        row = rows[impl]
+        if impl == "numpy" or not row.ok:
+            continue
+        try:
+            agrees, account = compare(view(prepared.to_numpy(prepared.call()), data), reference, workload.tolerance)
+        except Exception as exc:  # noqa: BLE001
+            _record_crash(row, exc, workload.key, log)
+            continue
+        if not agrees:
+            row.status = f"FAILED: after the timed runs: {account}"
+
     for impl, row in rows.items():
         if impl in ready:
             if workload.bytes_moved is not None and row.median_s:
@@ -229,6 +245,7 @@ def run_workload(workload: Workload, cfg: Config, log: Callable[[str], None] = p
         "calls_per_run": calls_per_run,
         "rows": {impl: row.as_dict() for impl, row in rows.items()},
         "ratios": kernelflow_ratios(rows),
+        "goal": goal_status(workload.goal, rows),
     }
 
 
@@ -250,6 +267,18 @@ def kernelflow_ratios(rows: dict[str, Row]) -> dict[str, float]:
         return {}
     return {impl: kf.median_s / row.median_s for impl, row in rows.items()
             if impl != "kernelflow" and row.ok and row.median_s}
+
+
+def goal_status(goal: tuple[str, float] | None, rows: dict[str, Row]) -> dict | None:
+    """The issue's goal for this workload and whether this run meets it (None where it cannot be judged)."""
+    if goal is None:
+        return None
+    target, limit = goal
+    peers = {impl: row for impl, row in rows.items() if impl != "kernelflow" and row.ok and row.median_s}
+    if target == "best peer":
+        target = min(peers, key=lambda impl: peers[impl].median_s) if peers else target
+    ratio = kernelflow_ratios(rows).get(target)
+    return {"peer": target, "limit": limit, "ratio": ratio, "met": None if ratio is None else ratio <= limit}
 
 
 def _fmt_time(seconds: float | None, unit: str) -> str:

@@ -17,6 +17,16 @@ def _time(seconds: float | None, unit: str) -> str:
     return f"{seconds * 1e3:.3g} ms"
 
 
+def _goal(workload: dict) -> str:
+    goal = workload.get("goal")
+    if not goal:
+        return "-"
+    text = f"≤ {goal['limit']:g}x {goal['peer']}"
+    if goal["met"] is None:
+        return text
+    return f"{text}: {goal['ratio']:.2f}x, " + ("met" if goal["met"] else "not met")
+
+
 def _bytes(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
@@ -76,8 +86,8 @@ def markdown(results: dict) -> str:
 
     impls = [i for i in IMPLEMENTATIONS if i in cfg["impls"]]
     lines += ["", "## Medians (ratio = kernelflow / best peer; < 1 means kernelflow is faster)", "",
-              "| workload | " + " | ".join(impls) + " | best peer | kernelflow / best peer |",
-              "|---|" + "---|" * (len(impls) + 2)]
+              "| workload | " + " | ".join(impls) + " | best peer | kernelflow / best peer | goal (issue 5) |",
+              "|---|" + "---|" * (len(impls) + 3)]
     for w in results["workloads"]:
         cells = []
         for impl in impls:
@@ -91,7 +101,7 @@ def markdown(results: dict) -> str:
         best = best_peer(w)
         ratio = w["ratios"].get(best[0]) if best else None
         lines.append(f"| {w['key']} {w['title']} | " + " | ".join(cells) +
-                     f" | {best[0] if best else '-'} | {f'{ratio:.2f}x' if ratio else '-'} |")
+                     f" | {best[0] if best else '-'} | {f'{ratio:.2f}x' if ratio else '-'} | {_goal(w)} |")
 
     lines += ["", "## Compile time (seconds; first call = trace + compile + run)", "",
               "| workload | kernelflow first call (empty cache) | kernelflow warm (new process, full cache) "
@@ -102,7 +112,9 @@ def markdown(results: dict) -> str:
 
         def first(impl):
             row = rows.get(impl)
-            return _seconds(row["first_call_s"]) if row and row["status"] == "ok" else "-"
+            if not row or row["first_call_s"] is None:
+                return "-"
+            return _seconds(row["first_call_s"]) + (" (FAILED)" if row["status"].startswith("FAILED") else "")
         warm_cell = warm.get("workloads", {}).get(w["key"], {})
         warm_text = _seconds(warm_cell.get("first_call_s")) if "first_call_s" in warm_cell else (
             warm_cell.get("status", "-"))

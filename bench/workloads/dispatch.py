@@ -35,4 +35,5 @@ W8 = Workload(
     tolerance=Tolerance(rtol=1e-6, atol_rel=1e-7),
     calls_per_run=lambda quick: 20 if quick else 2000,
     unit="us",
+    goal=("jax.jit", 1.0),
 )

@@ -162,4 +162,5 @@ W6 = Workload(
     },
     tolerance=Tolerance(rtol=1e-3, atol_rel=1e-4),
     check_view=train_view,
+    goal=("torch", 1.0),
 )

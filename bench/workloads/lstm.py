@@ -157,4 +157,5 @@ W7 = Workload(
     },
     tolerance=Tolerance(rtol=1e-3, atol_rel=1e-4),
     check_view=train_view,
+    goal=("torch.compile", 0.8),
 )

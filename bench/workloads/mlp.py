@@ -92,4 +92,5 @@ W5 = Workload(
     },
     tolerance=Tolerance(rtol=1e-3, atol_rel=1e-4),
     check_view=train_view,
+    goal=("best peer", 0.8),
 )

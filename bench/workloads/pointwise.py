@@ -67,6 +67,7 @@ W1 = Workload(
     },
     tolerance=POINTWISE_TOLERANCE,
     bytes_moved=bytes_moved,
+    goal=("jax.jit", 0.5),
 )
 
 W2 = Workload(
@@ -82,4 +83,5 @@ W2 = Workload(
     },
     tolerance=POINTWISE_TOLERANCE,
     bytes_moved=bytes_moved,
+    goal=("best peer", 0.5),
 )

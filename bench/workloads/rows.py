@@ -97,6 +97,7 @@ W3 = Workload(
     },
     tolerance=ROW_TOLERANCE,
     bytes_moved=bytes_moved,
+    goal=("torch", 1.0),
 )
 
 W4 = Workload(
@@ -112,4 +113,5 @@ W4 = Workload(
     },
     tolerance=ROW_TOLERANCE,
     bytes_moved=bytes_moved,
+    goal=("torch", 1.0),
 )
