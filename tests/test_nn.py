@@ -458,3 +458,13 @@ def test_helpful_errors():
         nn.Sequential([nn.Conv2D(2, 5)]).init(0, (1, 3, 3))
     with pytest.raises(ValueError, match="Conv2D expects images"):
         nn.Conv2D(2, 3).init(0, (8, 8))
+
+
+def test_progress_bar_with_tqdm(capsys):
+    pytest.importorskip("tqdm")
+    x, y = _blobs(40)
+    model = nn.Sequential([nn.Dense(3)], backend=BACKEND)
+    model.compile(optimizer=kf.optim.SGD(0.1), metrics=["accuracy"])
+    model.fit(x, y, batch_size=10, epochs=2, validation_data=(x, y), verbose=1)
+    err = capsys.readouterr().err
+    assert "Epoch 1/2" in err and "Epoch 2/2" in err and "4/4" in err and "val_accuracy=" in err
