@@ -141,7 +141,7 @@ def test_interpret_backend():
 
 
 def test_large_pointwise_runs_in_parallel_chunks():
-    n = 1 << 18
+    n = 1 << 20
     g = build([((n,), "f32"), ((n,), "f32")], lambda b, x, y: b.add(b.mul(x, y), x))
     exe = compile_graph(g)
     assert "prange" in exe.kernels[0].source

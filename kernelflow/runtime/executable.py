@@ -17,6 +17,7 @@ Calls from several threads are safe: a call that finds the pool busy runs on a p
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ class Executable:
         self.kernels = [KernelInfo(k.name, k.kind, kernel_sources[k.name], k.nodes, k)
                         for k in kernels.values()]
         self._step_kernels = kernels
+        self._profile = [0.0] * (len(plan.steps) + 1)
         self._bindings = bindings
         self._lock = threading.Lock()
         self._run = module.make_run(self._state())
@@ -111,6 +113,10 @@ class Executable:
                 state[b.name] = b.payload
             elif b.kind == "dtype":
                 state[b.name] = b.payload.np_dtype
+            elif b.kind == "profile":
+                state[b.name] = self._profile
+            elif b.kind == "clock":
+                state[b.name] = time.perf_counter
             else:  # pragma: no cover
                 raise AssertionError(b.kind)
         return state
@@ -150,6 +156,23 @@ class Executable:
     def _kernel_steps(self) -> dict[int, Kernel]:
         return self._step_kernels
 
+    def profile(self) -> str:
+        """Per-step wall time (compile with ``profile=True`` or ``KERNELFLOW_PROFILE=1``), slowest first."""
+        calls = self._profile[-1]
+        if not calls:
+            return "no profile: compile with profile=True (or KERNELFLOW_PROFILE=1) and call the executable"
+        total = sum(self._profile[:-1])
+        rows = sorted(range(len(self.plan.steps)), key=lambda i: -self._profile[i])
+        lines = [f"profile of {self.graph.name}: {calls} calls, {total / calls * 1e3:.3f} ms per call in steps",
+                 f"{'step':>5} {'kind':8} {'ms/call':>9} {'share':>6}  what"]
+        names = {i: k.name for i, k in self._step_kernels.items()}
+        for i in rows:
+            t = self._profile[i] / calls
+            s = self.plan.steps[i]
+            what = names.get(i) or ", ".join(f"{n.op} {self.plan.names[n.outputs[0]]}" for n in s.nodes[:3])
+            lines.append(f"{i:>5} {s.kind:8} {t * 1e3:9.3f} {100 * t * calls / max(total, 1e-12):5.1f}%  {what}")
+        return "\n".join(lines)
+
     def explain(self) -> str:
         return explain_fusion(self.plan) + "\n" + self.memory.describe(self.plan.names)
 
@@ -186,14 +209,19 @@ def _optimize(graph: Graph) -> Graph:
     return optimize(graph)
 
 
-def compile_graph(graph: Graph, backend: str = "numba", *, optimize: bool = True):
-    """Compile ``graph`` for ``backend`` ('numba' or 'interpret'); see the module docstring."""
+def compile_graph(graph: Graph, backend: str = "numba", *, optimize: bool = True, profile: bool | None = None):
+    """Compile ``graph`` for ``backend`` ('numba' or 'interpret'); see the module docstring.
+
+    ``profile`` (default: the ``KERNELFLOW_PROFILE`` environment variable) times every step; see
+    ``Executable.profile()``."""
+    if profile is None:
+        profile = os.environ.get("KERNELFLOW_PROFILE", "0") not in ("", "0")
     if backend == "interpret":
         return InterpretedExecutable(graph)
     if backend != "numba":
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     text = print_graph(graph)
-    memo_key = (text, backend, optimize, cache.cache_enabled())
+    memo_key = (text, backend, optimize, cache.cache_enabled(), profile)
     with _COMPILED_LOCK:
         if memo_key in _COMPILED:
             return _COMPILED[memo_key]
@@ -212,7 +240,8 @@ def compile_graph(graph: Graph, backend: str = "numba", *, optimize: bool = True
         return pin is not None and pout is not None and in_place_ok(k, pin, pout)
 
     memory = plan_memory(plan, can_write_in_place)
-    source, bindings, kernel_sources = module_source(plan, kernels, memory, cache=cache.cache_enabled())
+    source, bindings, kernel_sources = module_source(plan, kernels, memory, cache=cache.cache_enabled(),
+                                                     profile=profile)
     codegen_done = time.perf_counter()
     module, info = cache.load_module(source, backend)
     hits = misses = 0

@@ -196,8 +196,11 @@ class _Driver:
 
 
 def module_source(plan: FusionPlan, kernels: dict[int, Kernel], memory: MemoryPlan,
-                  cache: bool = True) -> tuple[str, list[Binding], dict[str, str]]:
-    """(module source, bindings for make_run, kernel name -> kernel source)."""
+                  cache: bool = True, profile: bool = False) -> tuple[str, list[Binding], dict[str, str]]:
+    """(module source, bindings for make_run, kernel name -> kernel source).
+
+    With ``profile``, the driver adds each step's wall time to ``S['_profile'][step]`` (a list of
+    floats, one per step, and a call counter at the end)."""
     graph = plan.graph
     users = graph.users()
     graph_outputs = set(graph.outputs)
@@ -225,7 +228,15 @@ def module_source(plan: FusionPlan, kernels: dict[int, Kernel], memory: MemoryPl
         d.emit(f"v{n} = a{i}")
         d.have_nd.add(v)
     for i, step in enumerate(plan.steps):
+        if profile:
+            d.bind("_profile", "profile", len(plan.steps))
+            d.bind("_clock", "clock", None)
+            d.emit("_t = _clock()")
         d.step(i, step, kernels.get(i), users, graph_outputs)
+        if profile:
+            d.emit(f"_profile[{i}] += _clock() - _t")
+    if profile:
+        d.emit(f"_profile[{len(plan.steps)}] += 1")
     returned = []
     seen = set()
     for v in graph.outputs:

@@ -28,7 +28,10 @@ from ...ir import primitive
 from ...ir.types import DType
 from ..kernel import Affine, Kernel, phase_roots
 
-PARALLEL_MIN_WORK = 1 << 18
+# Measured on the 2-core machines: a pointwise kernel over 300K floats takes 0.12 ms serial; the same
+# with prange under load (other processes running) 0.3 ms with passive OpenMP waiting and 8 ms with
+# spinning waits. Threads start to pay around a millisecond of serial work.
+PARALLEL_MIN_WORK = 1 << 20
 CHUNK = 1 << 14
 
 SCALAR = {"f32": "np.float32", "f64": "np.float64", "i8": "np.int8", "i32": "np.int32", "i64": "np.int64",
