@@ -52,7 +52,12 @@ class Lowered:
 
     __str__ = ir
 
-    def compile(self):
+    def compile(self, target: str | None = None):
+        """The executable for this graph; ``target="sm_90"`` compiles the Triton kernels ahead of time
+        for that GPU instead (no GPU needed), each kernel exposing ``source`` and ``asm["ptx"]``."""
+        if target is not None:
+            from ..runtime.gpu import compile_ahead  # noqa: PLC0415
+            return compile_ahead(self.graph, target)
         return compile_executable(self.graph, self.backend, self.check_nan)
 
     def as_dot(self) -> str:

@@ -9,13 +9,12 @@
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..ir import DTypeError, Graph, ShapeError, TensorType, type_of_array
+from ..ir import DTypeError, Graph, ShapeError, TensorType, as_dtype, type_of_array
 from .pytree import TreeDef, flatten, leaf_paths
 from .tracer import Trace, Tracer, new_trace, top_trace, wrap
 from .traced import value_of
@@ -31,6 +30,8 @@ def leaf_type(x, path: str, fn_name: str) -> TensorType:
     """The static type a leaf argument traces as (Python scalars: numpy's default dtypes)."""
     if isinstance(x, Tracer):
         return x.type
+    if is_device_array(x):  # GPU arrays keep their place: their type is read, never copied to the host
+        return TensorType(as_dtype(np.dtype(x.dtype)), tuple(x.shape))
     if isinstance(x, (np.ndarray, np.generic, bool, int, float)):
         arr = np.asarray(x)
         try:
@@ -44,8 +45,15 @@ def leaf_type(x, path: str, fn_name: str) -> TensorType:
         "(kf.jit(..., static_argnums=... / static_argnames=...)).")
 
 
-def as_input_array(x, t: TensorType) -> np.ndarray:
-    return np.asarray(x, dtype=t.dtype.np_dtype)
+def is_device_array(x) -> bool:
+    """A kernelflow DeviceArray, or another library's GPU array (CUDA array interface / CUDA DLPack)."""
+    return hasattr(x, "__cuda_array_interface__") or type(x).__name__ == "DeviceArray" or (
+        hasattr(x, "__dlpack_device__") and not isinstance(x, np.ndarray) and x.__dlpack_device__()[0] == 2)
+
+
+def as_input_array(x, t: TensorType):
+    """Host leaves become numpy arrays of the traced dtype; device arrays pass through unchanged."""
+    return x if is_device_array(x) else np.asarray(x, dtype=t.dtype.np_dtype)
 
 
 def graph_name(fn) -> str:
@@ -162,24 +170,22 @@ class NanCheckingExecutable:
         return outs
 
 
-_warned_fallback = False
+
+
+def resolve_backend(backend: str) -> str:
+    """``"auto"`` is Triton when a CUDA GPU is present, numba otherwise."""
+    if backend == "auto":
+        from ..runtime.gpu import gpu_available  # noqa: PLC0415 - imports no triton, probes the driver once
+        return "triton" if gpu_available() else "numba"
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS + ('auto',))}")
+    return backend
 
 
 def compile_executable(graph: Graph, backend: str = "numba", check_nan: bool = False):
-    global _warned_fallback
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    backend = resolve_backend(backend)
     if backend == "interpret":
         return InterpretExecutable(graph, check_nan)
-    try:
-        from ..runtime import compile_graph  # noqa: PLC0415
-    except ImportError:
-        if backend == "numba":
-            if not _warned_fallback:
-                _warned_fallback = True
-                warnings.warn("kernelflow.runtime (the numba compiler) is not available; backend='numba' falls "
-                              "back to the reference interpreter", RuntimeWarning, stacklevel=3)
-            return InterpretExecutable(graph, check_nan)
-        raise ValueError(f"backend {backend!r} needs kernelflow.runtime, which is not available") from None
+    from ..runtime import compile_graph  # noqa: PLC0415 - numba loads only when a graph is compiled
     exe = compile_graph(graph, backend=backend)
     return NanCheckingExecutable(exe, graph) if check_nan else exe
