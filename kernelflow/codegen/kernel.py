@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ir.types import DType, as_dtype
+from ..ir.types import DType
 from ..passes.fusion import CHEAP_OPS, REDUCE_KINDS, Affine, GroupAnalysis
 
 
@@ -261,10 +261,6 @@ def _choose_stash(exprs, stores, phases: int) -> dict[int, int]:
         if not candidates:
             return {i: min(used[i]) for i in sorted(stash)}
         stash.append(max(candidates))
-
-
-def numpy_dtype(d: DType):
-    return as_dtype(d).np_dtype
 
 
 def expr_phases(kernel: Kernel) -> dict[int, set[int]]:

@@ -35,6 +35,7 @@ a buffer; the runtime's memory plan checks the peak against the unfused graph an
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -204,7 +205,8 @@ def classify(node: Node) -> tuple[str, str]:
     if node.op in LIBRARY_OPS:
         if node.op == "dot_general":
             return "library", "dot_general: BLAS through numpy.matmul (batched, transposes as views)"
-        return "library", f"{node.op}: im2col + GEMM through numpy"
+        return "library", (f"{node.op}: numpy reference (im2col as a sliding-window view, einsum on "
+                           f"BLAS); returns a new array")
     prim = primitive.get(node.op)
     fusible = prim.is_elementwise or node.op in VIEW_OPS or node.op in REDUCE_KINDS \
         or node.op in INDEX_SOURCES
@@ -615,7 +617,6 @@ def fuse(graph: Graph) -> FusionPlan:
     first_pos = {k: min(groups.pos[n] for n in ns) for k, ns in step_nodes.items()}
     done, order = set(), []
     ready = sorted((k for k in keys if not deps[k]), key=first_pos.get)
-    import heapq
     heap = [(first_pos[k], i, k) for i, k in enumerate(ready)]
     heapq.heapify(heap)
     counter = len(heap)

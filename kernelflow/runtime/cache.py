@@ -52,7 +52,7 @@ def environment_key() -> str:
     import numpy
     from llvmlite import binding as llvm
 
-    import kernelflow
+    from importlib import metadata
 
     from ..codegen.numba import helpers
     helper_source = Path(helpers.__file__).read_bytes()
@@ -60,7 +60,11 @@ def environment_key() -> str:
         cpu = llvm.get_host_cpu_name() + ":" + llvm.get_host_cpu_features().flatten()
     except Exception:  # pragma: no cover - very old llvmlite
         cpu = "unknown-cpu"
-    parts = [f"kernelflow={getattr(kernelflow, '__version__', '?')}", f"numba={numba.__version__}",
+    try:
+        version = metadata.version("kernelflow")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        version = "source"
+    parts = [f"kernelflow={version}", f"numba={numba.__version__}",
              f"llvmlite={llvmlite.__version__}", f"numpy={numpy.__version__}",
              f"python={sys.version_info[:3]}", f"cpu={cpu}",
              "helpers=" + hashlib.sha256(helper_source).hexdigest()]
