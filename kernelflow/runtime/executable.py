@@ -34,7 +34,7 @@ from ..passes.fusion import FusionPlan, explain as explain_fusion, fuse
 from ..passes.memory import MemoryPlan, plan_memory
 from . import cache
 
-BACKENDS = ("numba", "interpret")
+BACKENDS = ("numba", "interpret", "triton")
 _COMPILED: dict = {}
 _COMPILED_LOCK = threading.Lock()
 
@@ -210,7 +210,7 @@ def _optimize(graph: Graph) -> Graph:
 
 
 def compile_graph(graph: Graph, backend: str = "numba", *, optimize: bool = True, profile: bool | None = None):
-    """Compile ``graph`` for ``backend`` ('numba' or 'interpret'); see the module docstring.
+    """Compile ``graph`` for ``backend`` ('numba', 'interpret' or 'triton'); see the module docstring.
 
     ``profile`` (default: the ``KERNELFLOW_PROFILE`` environment variable) times every step; see
     ``Executable.profile()``."""
@@ -218,6 +218,9 @@ def compile_graph(graph: Graph, backend: str = "numba", *, optimize: bool = True
         profile = os.environ.get("KERNELFLOW_PROFILE", "0") not in ("", "0")
     if backend == "interpret":
         return InterpretedExecutable(graph)
+    if backend == "triton":  # the GPU backend (kernelflow.runtime.gpu): Triton kernels from the same fusion
+        from .gpu import compile_triton
+        return compile_triton(_optimize(graph) if optimize else graph)
     if backend != "numba":
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     text = print_graph(graph)
