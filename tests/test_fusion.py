@@ -170,3 +170,18 @@ def test_explain_and_fused_ir_name_every_decision():
     assert "fused:" in text and "reduction kernel" in text and "memory plan" in text
     fused = c.ir("fused")
     assert all("# step" in line for line in fused.splitlines()[1:-2])
+
+
+def test_no_cycle_through_a_kernel_entered_and_left_at_different_nodes():
+    """Weighted mean of per-example losses, differentiated: the cycle check must see paths that enter a
+    multi-output kernel at one node and leave it from a sibling (a node-level search misses them)."""
+    rng = np.random.default_rng(0)
+    w_ = rng.standard_normal((12, 4)).astype(np.float32)
+    x = rng.standard_normal((10, 12)).astype(np.float32)
+    y = rng.integers(0, 4, 10).astype(np.int32)
+    weights = np.full(10, 0.1, np.float32)
+
+    def objective(w_, x, y, weights):
+        per_example = kf.cross_entropy(x @ w_, y, reduction="none")
+        return np.sum(per_example * weights) / np.sum(weights)
+    lowered(kf.value_and_grad(objective), w_, x, y, weights)

@@ -468,20 +468,29 @@ class _Groups:
         self.members = {i: [n] for i, n in enumerate(graph.nodes)}
 
     def creates_cycle(self, a: int, b: int) -> bool:
-        """Would merging groups a and b create a cycle (a path a -> other step -> b or back)?"""
-        merged = set(self.members[a]) | set(self.members[b])
-        stack = [u for n in merged for v in n.outputs for u in self.users.get(v, ()) if u not in merged]
+        """Would merging groups a and b create a cycle, i.e. a path a -> other group(s) -> b or back?
+
+        The search runs over groups, not nodes: a path may enter a group at one node and leave it from
+        another that does not depend on the first (siblings merged into one kernel)."""
+        merged = {a, b}
+
+        def successors(g):
+            for n in self.members[g]:
+                for v in n.outputs:
+                    for u in self.users.get(v, ()):
+                        yield self.group[u]
+        stack = [s for g in merged for s in successors(g) if s not in merged]
         seen = set()
         while stack:
-            n = stack.pop()
-            if n in seen:
+            g = stack.pop()
+            if g in seen:
                 continue
-            seen.add(n)
-            for v in n.outputs:
-                for u in self.users.get(v, ()):
-                    if u in merged:
-                        return True
-                    stack.append(u)
+            seen.add(g)
+            for s in successors(g):
+                if s in merged:
+                    return True
+                if s not in seen:
+                    stack.append(s)
         return False
 
     def merge(self, a: int, b: int) -> int:
