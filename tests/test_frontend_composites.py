@@ -196,3 +196,25 @@ def test_dropout():
     mask = kf.random.uniform(key, x.shape) < 0.75
     np.testing.assert_array_equal(kept, mask)
     np.testing.assert_array_equal(kf.dropout(x, 0.0, key), x)
+
+
+def test_cross_entropy_out_of_range_labels_never_pass_silently():
+    import kernelflow as kf
+    logits = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
+    bad = np.array([0, 1, 3, 2], np.int32)
+    with pytest.raises(IndexError, match="label 3 is out of range for 3 classes"):
+        kf.cross_entropy(logits, bad)
+    per_row = kf.jit(lambda x, y: kf.cross_entropy(x, y, reduction="none"), backend="interpret")(logits, bad)
+    assert np.isnan(per_row[2]) and np.isfinite(per_row[[0, 1, 3]]).all()
+
+
+def test_cross_entropy_gradient_fuses_into_one_row_kernel():
+    import kernelflow as kf
+    logits = np.random.default_rng(2).standard_normal((8, 5)).astype(np.float32)
+    labels = np.arange(8, dtype=np.int32) % 5
+    step = kf.jit(kf.grad(lambda x, y: kf.cross_entropy(x, y)))
+    assert len(step.lower(logits, labels).compile().kernels) == 1
+    torch = pytest.importorskip("torch")
+    t = torch.tensor(logits, requires_grad=True)
+    torch.nn.functional.cross_entropy(t, torch.tensor(labels).long()).backward()
+    np.testing.assert_allclose(step(logits, labels), t.grad.numpy(), rtol=1e-5, atol=1e-7)

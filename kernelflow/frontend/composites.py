@@ -104,6 +104,20 @@ def one_hot(labels, n: int, dtype=np.float32):
     return (labels[..., None] == np.arange(n)).astype(dtype)
 
 
+def _nll_of_labels(logp, labels, class_axis: int):
+    """-logp at each integer label, as a masked sum over the class axis rather than a gather: the mask is
+    index arithmetic, so fusion makes log_softmax + pick + sum one row kernel (forward and backward).
+    A label outside [0, C) gives NaN when traced (check_nan finds it) and an IndexError eagerly."""
+    n_classes = logp.shape[class_axis]
+    if isinstance(labels, np.ndarray) and labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        bad = labels[(labels < 0) | (labels >= n_classes)].reshape(-1)[0]
+        raise IndexError(f"cross_entropy: label {bad} is out of range for {n_classes} classes")
+    classes = np.arange(n_classes).reshape([n_classes if a == class_axis else 1 for a in range(logp.ndim)])
+    mask = np.expand_dims(labels, class_axis) == classes
+    nll = -np.sum(np.where(mask, logp, 0.0), axis=class_axis)
+    return np.where(np.any(mask, axis=class_axis), nll, np.nan)
+
+
 def cross_entropy(logits, labels, reduction: str = "mean"):
     """torch.nn.functional.cross_entropy: logits (N, C) (or (C,), or (N, C, d1, ...) with classes on
     axis 1) and integer class labels (N,) (or (N, d1, ...)), or class probabilities shaped like logits.
@@ -120,12 +134,8 @@ def cross_entropy(logits, labels, reduction: str = "mean"):
             raise ShapeError(f"cross_entropy: class probabilities must have the logits' shape "
                              f"{list(logits.shape)}, got {list(labels.shape)}")
         nll = -np.sum(labels * logp, axis=class_axis)
-    elif logits.ndim == 1:
-        nll = -logp[labels]
-    elif logits.ndim == 2:
-        nll = -logp[np.arange(logits.shape[0]), labels]
     else:
-        nll = -np.squeeze(np.take_along_axis(logp, np.expand_dims(labels, 1), axis=1), axis=1)
+        nll = _nll_of_labels(logp, labels, class_axis)
     if reduction == "mean":
         return np.mean(nll)
     if reduction == "sum":
