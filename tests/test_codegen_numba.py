@@ -230,3 +230,67 @@ def test_scalar_and_zero_size_values():
         return [b.mul(s, s), b.reduce_sum(x, axes=(0, 1)), b.exp(e), b.reduce_sum(e, axes=(0,))]
     g = build([((), "f32"), ((3, 4), "f32"), ((0, 3), "f32")], fn)
     check(g, [np.float32(1.5).reshape(()), rand((3, 4)), np.zeros((0, 3), np.float32)])
+
+
+# -- window loop kernels (kernelflow/codegen/numba/window.py) against the numpy references -------------
+CONV_CASES = [  # (x shape, w shape, attrs): padding, stride, dilation and groups, each on its own and mixed
+    ((2, 3, 9, 8), (4, 3, 3, 3), dict(stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups=1)),
+    ((2, 1, 10, 10), (6, 1, 5, 5), dict(stride=(1, 1), padding=(2, 2, 2, 2), dilation=(1, 1), groups=1)),
+    ((1, 4, 11, 9), (6, 2, 3, 2), dict(stride=(2, 3), padding=(1, 2, 0, 1), dilation=(2, 1), groups=2)),
+    ((3, 2, 7, 7), (2, 2, 2, 3), dict(stride=(3, 2), padding=(2, 0, 1, 3), dilation=(1, 2), groups=1)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
+@pytest.mark.parametrize("xs,ws,attrs", CONV_CASES)
+def test_conv_lowering_matches_interpreter(xs, ws, attrs, dtype):
+    """conv2d (im2col + GEMM), its input gradient (GEMM + col2im) and weight gradient (one GEMM with
+    the batch in the contraction), with a bias/relu consumer kernel, against the einsum references."""
+    def fn(b, x, w):
+        y = b.conv2d(x, w, **attrs)
+        dx = b.conv2d_input_grad(y, w, input_shape=xs, **attrs)
+        dw = b.conv2d_weight_grad(x, y, weight_shape=ws, **attrs)
+        return [b.maximum(y, b.zeros_like(y)), dx, b.neg(dw)]
+    g = build([(xs, dtype), (ws, dtype)], fn)
+    exe = check(g, [rand(xs, as_dtype(dtype).np_dtype), rand(ws, as_dtype(dtype).np_dtype, seed=1)],
+                **({"rtol": 1e-4, "atol": 1e-5} if dtype == "f32" else {}))
+    assert "_win_conv2d" in exe.source and "_ref_conv2d" not in exe.source
+
+
+POOL_CASES = [
+    dict(window=(2, 2), stride=(2, 2), padding=(0, 0, 0, 0)),
+    dict(window=(3, 3), stride=(2, 2), padding=(1, 1, 1, 1)),     # overlapping windows
+    dict(window=(2, 3), stride=(1, 2), padding=(1, 0, 2, 1)),
+]
+
+
+@pytest.mark.parametrize("attrs", POOL_CASES)
+@pytest.mark.parametrize("dtype", ["f32", "f64", "i32"])
+def test_pool_kernels_match_interpreter(attrs, dtype):
+    """Max/sum pooling and their gradients, with ties (small integers) so the FIRST maximum matters."""
+    xs = (2, 3, 7, 8)
+    x = np.random.default_rng(0).integers(-3, 3, xs).astype(as_dtype(dtype).np_dtype)
+    ps = interpret(build([(xs, dtype)], lambda b, x: b.reduce_window_max(x, **attrs)), [x])[0].shape
+    gp = np.random.default_rng(1).integers(-4, 5, ps).astype(x.dtype)
+    t = np.random.default_rng(2).integers(-4, 5, xs).astype(x.dtype)
+
+    def fn(b, x, g, t):
+        return [b.reduce_window_max(x, **attrs), b.select_and_scatter_add(x, g, **attrs),
+                b.select_and_gather(x, t, **attrs), b.reduce_window_sum(x, **attrs),
+                b.reduce_window_sum_transpose(g, input_shape=xs, **attrs)]
+    exe = check(build([(xs, dtype), (ps, dtype), (xs, dtype)], fn), [x, gp, t])
+    assert "_ref_" not in exe.source
+
+
+def test_max_pool_nan_and_inf_follow_the_reference():
+    """A NaN is the maximum of its window (and takes the gradient); -inf windows stay -inf."""
+    attrs = dict(window=(2, 2), stride=(2, 2), padding=(0, 0, 0, 0))
+    x = rand((1, 2, 4, 4))
+    x[0, 0, 0, 1] = np.nan
+    x[0, 0, 1, 0] = np.nan
+    x[0, 1, 2:, 2:] = -np.inf
+    g = rand((1, 2, 2, 2), seed=1)
+
+    def fn(b, x, g):
+        return [b.reduce_window_max(x, **attrs), b.select_and_scatter_add(x, g, **attrs)]
+    check(build([((1, 2, 4, 4), "f32"), ((1, 2, 2, 2), "f32")], fn), [x, g])

@@ -55,10 +55,31 @@ class MemoryPlan:
         return "\n".join(lines)
 
 
+# Window primitives the CPU backend runs as loop kernels writing into a given buffer (see
+# kernelflow/codegen/numba/window.py), and the dtypes it does so for.
+POOL_OPS = frozenset({"reduce_window_max", "select_and_scatter_add", "select_and_gather", "reduce_window_sum",
+                      "reduce_window_sum_transpose"})
+CONV_OPS = frozenset({"conv2d", "conv2d_input_grad", "conv2d_weight_grad"})
+_POOL_DTYPES = frozenset({"f32", "f64", "i8", "i32", "i64", "u8", "u32"})
+_CONV_DTYPES = frozenset({"f32", "f64"})
+
+
+def window_kernel_op(node) -> bool:
+    """Does the CPU backend run this node as a window loop kernel (conv through im2col + BLAS)?"""
+    if node.op in CONV_OPS:
+        allowed = _CONV_DTYPES
+    elif node.op in POOL_OPS:
+        allowed = _POOL_DTYPES
+    else:
+        return False
+    return all(v.dtype.name in allowed for v in (*node.inputs, *node.outputs))
+
+
 def writes_into_buffers(step) -> bool:
-    """Kernels and BLAS calls write into buffers the runtime gives them; numpy lowerings (including
-    conv through its im2col reference) return new arrays."""
-    return step.kind == "kernel" or (step.kind == "library" and step.nodes[0].op == "dot_general")
+    """Kernels, BLAS calls and window kernels write into buffers the runtime gives them; the other
+    numpy lowerings return new arrays."""
+    return step.kind == "kernel" or (step.kind == "library" and step.nodes[0].op == "dot_general") \
+        or (step.kind in ("library", "numpy") and window_kernel_op(step.nodes[0]))
 
 
 def plan_memory(plan: FusionPlan, can_write_in_place=None) -> MemoryPlan:

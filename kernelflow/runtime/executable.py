@@ -51,6 +51,12 @@ class KernelInfo:
         return f"<kernel {self.name}: {self.kind}, {len(self.nodes)} nodes>"
 
 
+def window_runners() -> dict:
+    """The window kernels (imported on first use: numba compiles them lazily per dtype)."""
+    from ..codegen.numba.window import RUNNERS
+    return RUNNERS
+
+
 def _as_tuple(x):
     return x if isinstance(x, tuple) else (x,)
 
@@ -109,6 +115,13 @@ class Executable:
                 state[b.name] = np.ascontiguousarray(b.payload.producer.attrs["value"]).reshape(-1)
             elif b.kind == "ref":
                 state[b.name] = primitive.get(b.payload).reference
+            elif b.kind == "window":
+                state[b.name] = window_runners()[b.payload]
+            elif b.kind == "matmul":
+                from ..codegen.numba.blas import matmul
+                state[b.name] = matmul
+            elif b.kind == "scratch":
+                state[b.name] = {}  # per pool: im2col buffers of the window kernels
             elif b.kind == "attrs":
                 state[b.name] = b.payload
             elif b.kind == "dtype":

@@ -35,7 +35,7 @@ import numpy as np
 
 from ...ir.types import DType
 from ...passes.fusion import FusionPlan, Step, dot_free_dims
-from ...passes.memory import MemoryPlan
+from ...passes.memory import MemoryPlan, window_kernel_op
 from ..kernel import Kernel
 from .printer import print_kernel
 
@@ -129,6 +129,8 @@ class _Driver:
             self.emit(f"{kernel.name}({', '.join(args)})")
         elif step.kind == "library" and step.nodes[0].op == "dot_general":
             self.dot(step.nodes[0], outs[0])
+        elif step.kind in ("library", "numpy") and window_kernel_op(step.nodes[0]):
+            self.window(i, step.nodes[0], outs[0])
         elif step.kind == "view":
             for node in step.nodes:
                 out = node.outputs[0]
@@ -144,6 +146,24 @@ class _Driver:
             self.emit(f"{targets}{',' if len(node.outputs) == 1 else ''} = _as_tuple({ref}({args}, **{attrs}))",
                       depth=3)
             self.have_nd.update(node.outputs)
+
+    def window(self, i: int, node, out):
+        """A window loop kernel (kernelflow/codegen/numba/window.py) writing into ``out``'s buffer."""
+        run = self.bind(f"_win_{node.op}", "window", node.op)
+        attrs = self.bind(f"_attrs{i}", "attrs", dict(node.attrs))
+        scratch = self.bind("_scratch", "scratch", None)
+        o = self.n(out)
+        if self.memory.storage[out] != "slot":
+            self.emit(f"v{o} = np.empty({tuple(out.shape)!r}, {_np_dtype_text(out.dtype)})")
+            self.have_nd.add(out)
+        args = ", ".join(self.contiguous_nd(x) for x in node.inputs)
+        self.emit(f"{run}({args}, v{o}, {scratch}, {i}, **{attrs})")
+
+    def contiguous_nd(self, v) -> str:
+        """The N-d array of ``v``, C-contiguous (views of non-contiguous layouts are copied)."""
+        if self.memory.storage.get(v) in ("slot", "input"):
+            return self.nd(v)
+        return f"np.ascontiguousarray({self.nd(v)})"
 
     def view_expr(self, node) -> str:
         x = self.nd(node.inputs[0])
@@ -192,7 +212,8 @@ class _Driver:
             self.emit(f"v{o} = np.empty({tuple(out.shape)!r}, {_np_dtype_text(out.dtype)})")
             self.have_nd.add(out)
             target = f"v{o}" if tuple(out.shape) == out_shape else f"v{o}.reshape({out_shape!r})"
-        self.emit(f"np.matmul({a}, {bt}, out={target})")
+        mm = self.bind("_matmul", "matmul", None)  # small GEMMs on one BLAS thread (blas.py)
+        self.emit(f"{mm}({a}, {bt}, {target}, {b * m * k * n})")
 
 
 def module_source(plan: FusionPlan, kernels: dict[int, Kernel], memory: MemoryPlan,
