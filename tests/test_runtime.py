@@ -126,7 +126,7 @@ def test_inspection_and_in_process_memo(chain):
         assert exe.ir(stage)
     with pytest.raises(ValueError, match="unknown stage"):
         exe.ir("bogus")
-    assert "def make_run" in exe.source and "np.matmul" in exe.source
+    assert "def make_run" in exe.source and "_matmul(" in exe.source
     compile(exe.source, "<generated>", "exec")  # the whole module is plain Python
 
 
