@@ -129,20 +129,20 @@ def _binary(name, reference, grad, numba, triton, kinds=NUMERIC, doc=""):
 
 # -- unary -------------------------------------------------------------------------------------
 _unary("neg", np.negative, lambda b, g, n: [b.neg(g)], "(-{0})", "(-{0})", kinds=NUMERIC)
-_unary("exp", np.exp, lambda b, g, n: [b.mul(g, n.out)], "math.exp({0})", "tl.exp({0})")
-_unary("log", np.log, lambda b, g, n: [b.div(g, n.inputs[0])], "math.log({0})", "tl.log({0})")
+_unary("exp", np.exp, lambda b, g, n: [b.mul(g, n.out)], "kf_exp({0})", "tl.exp({0})")
+_unary("log", np.log, lambda b, g, n: [b.div(g, n.inputs[0])], "kf_log({0})", "tl.log({0})")
 _unary("log1p", np.log1p,
        lambda b, g, n: [b.div(g, b.add(n.inputs[0], _c(b, g, 1.0)))],
-       "math.log1p({0})", "libdevice.log1p({0})")
+       "kf_log1p({0})", "libdevice.log1p({0})")
 _unary("expm1", np.expm1,
        lambda b, g, n: [b.mul(g, b.add(n.out, _c(b, g, 1.0)))],
-       "math.expm1({0})", "libdevice.expm1({0})")
+       "kf_expm1({0})", "libdevice.expm1({0})")
 _unary("tanh", np.tanh,
        lambda b, g, n: [b.mul(g, b.sub(_c(b, g, 1.0), b.mul(n.out, n.out)))],
-       "math.tanh({0})", "libdevice.tanh({0})")
+       "kf_tanh({0})", "libdevice.tanh({0})")
 _unary("logistic", _logistic,
        lambda b, g, n: [b.mul(g, b.mul(n.out, b.sub(_c(b, g, 1.0), n.out)))],
-       "(1.0 / (1.0 + math.exp(-({0}))))", "tl.sigmoid({0})", doc="1 / (1 + exp(-x))")
+       "kf_logistic({0})", "tl.sigmoid({0})", doc="1 / (1 + exp(-x))")
 _unary("sqrt", np.sqrt,
        lambda b, g, n: [b.div(g, b.mul(_c(b, g, 2.0), n.out))],
        "math.sqrt({0})", "kf_sqrt({0})")
