@@ -185,3 +185,15 @@ def test_no_cycle_through_a_kernel_entered_and_left_at_different_nodes():
         per_example = kf.cross_entropy(x @ w_, y, reduction="none")
         return np.sum(per_example * weights) / np.sum(weights)
     lowered(kf.value_and_grad(objective), w_, x, y, weights)
+
+
+def test_kernel_dtypes_parameter_admits_half_precision_chains():
+    """The CPU computes f16 through numpy; a backend that passes f16 in ``kernel_dtypes`` (Triton)
+    gets the chain as one kernel."""
+    from kernelflow.passes.fusion import KERNEL_DTYPES
+    b = GraphBuilder("half")
+    x = b.add_input(TensorType(as_dtype("f16"), (4, 8)))
+    g = b.finish([b.exp(b.neg(x))])
+    assert [s.kind for s in fuse(g).steps].count("kernel") == 0
+    plan = fuse(g, kernel_dtypes=KERNEL_DTYPES | {"f16"})
+    assert [s.kind for s in plan.steps] == ["kernel"]

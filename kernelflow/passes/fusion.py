@@ -194,12 +194,14 @@ def dot_free_dims(ndim: int, contract, batch) -> list[int]:
 
 
 # -- node classes -------------------------------------------------------------------------------
-def _dtypes_ok(node: Node) -> bool:
-    return all(v.dtype.name in KERNEL_DTYPES for v in (*node.inputs, *node.outputs))
+def _dtypes_ok(node: Node, kernel_dtypes=KERNEL_DTYPES) -> bool:
+    return all(v.dtype.name in kernel_dtypes for v in (*node.inputs, *node.outputs))
 
 
-def classify(node: Node) -> tuple[str, str]:
-    """(step kind, reason) for a node on its own: 'fusible', 'library', 'constant' or 'numpy'."""
+def classify(node: Node, kernel_dtypes=KERNEL_DTYPES) -> tuple[str, str]:
+    """(step kind, reason) for a node on its own: 'fusible', 'library', 'constant' or 'numpy'.
+    ``kernel_dtypes``: the dtype names the backend's kernels compute in (the Triton backend adds
+    f16/bf16)."""
     if node.op == "constant":
         return "constant", "constant: materialised once at compile time"
     if node.op in LIBRARY_OPS:
@@ -210,7 +212,7 @@ def classify(node: Node) -> tuple[str, str]:
     prim = primitive.get(node.op)
     fusible = prim.is_elementwise or node.op in VIEW_OPS or node.op in REDUCE_KINDS \
         or node.op in INDEX_SOURCES
-    if fusible and not _dtypes_ok(node):
+    if fusible and not _dtypes_ok(node, kernel_dtypes):
         return "numpy", f"{node.op}: {', '.join(sorted({v.dtype.name for v in node.outputs}))} runs through numpy"
     if fusible:
         return "fusible", ""
@@ -501,7 +503,7 @@ class _Groups:
         return keep
 
 
-def copy_free_views(graph: Graph) -> Graph:
+def copy_free_views(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> Graph:
     """A copy of ``graph`` where each reader gets its own copy of every *free* node: a movement op or
     iota whose operands are not computed by fusible nodes (a broadcast of a constant, a transposed
     input). Such nodes cost nothing inside a kernel, so sharing one would only force a buffer
@@ -523,7 +525,7 @@ def copy_free_views(graph: Graph) -> Graph:
 
     for n in graph.nodes:
         is_free = (n.op in VIEW_OPS or n.op in INDEX_SOURCES) and len(n.outputs) == 1 and all(
-            x.producer is None or x in free or classify(x.producer)[0] != "fusible" for x in n.inputs)
+            x.producer is None or x in free or classify(x.producer, kernel_dtypes)[0] != "fusible" for x in n.inputs)
         if is_free:
             free[n.outputs[0]] = n
             continue
@@ -539,10 +541,11 @@ def copy_free_views(graph: Graph) -> Graph:
     return Graph(graph.name, list(graph.inputs), nodes, outputs)
 
 
-def fuse(graph: Graph) -> FusionPlan:
+def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
     """Partition ``graph`` into steps (see the module docstring). The plan's graph is ``graph`` with
-    free movement nodes copied per reader (``copy_free_views``)."""
-    graph = copy_free_views(graph)
+    free movement nodes copied per reader (``copy_free_views``). ``kernel_dtypes``: the dtype names
+    kernels may compute in (default: the CPU's; the Triton backend passes its own, with f16/bf16)."""
+    graph = copy_free_views(graph, kernel_dtypes)
     live = set(graph.outputs)
     kept = []
     for n in reversed(graph.nodes):  # dead nodes would make kernels without outputs
@@ -554,7 +557,7 @@ def fuse(graph: Graph) -> FusionPlan:
     graph_outputs = set(graph.outputs)
     names = value_names(graph)
     nm = names.get
-    kinds = {n: classify(n) for n in graph.nodes}
+    kinds = {n: classify(n, kernel_dtypes) for n in graph.nodes}
     fusible = {n for n, (k, _) in kinds.items() if k == "fusible"}
     groups = _Groups(graph, users)
     decisions: list[str] = []
