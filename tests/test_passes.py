@@ -153,3 +153,26 @@ def test_backward_nodes_carry_the_forward_source_location():
         y = b.reduce_sum(b.tanh(x), axes=(0,))
     vg = vjp_graph(b.finish([y]), [0], seeds=[1.0])
     assert {n.loc for n in vg.nodes} == {SourceLoc("model.py", 11)}
+
+
+def test_transposed_matmul_becomes_a_swapped_matmul_only_when_it_has_no_other_reader():
+    b = GraphBuilder()
+    x = b.add_input(TensorType(F32, (4, 3)))
+    g = b.add_input(TensorType(F32, (4, 5)))
+    prod = b.dot_general(g, x, contract=((0,), (0,)), batch=((), ()))       # (5, 3)
+    single = b.finish([b.transpose(prod, perm=(1, 0))])                     # (3, 5) = x^T g
+    opt = verify(optimize(single))
+    assert opt.op_counts() == {"dot_general": 1}
+    args = random_inputs(single)
+    np.testing.assert_allclose(interpret(opt, args)[0], interpret(single, args)[0], rtol=1e-6)
+    b2 = GraphBuilder()
+    x2, g2 = b2.add_input(x.type), b2.add_input(g.type)
+    p2 = b2.dot_general(g2, x2, contract=((0,), (0,)), batch=((), ()))
+    shared = b2.finish([b2.transpose(p2, perm=(1, 0)), p2])                 # the product is also an output
+    assert verify(optimize(shared)).op_counts() == {"dot_general": 1, "transpose": 1}
+
+
+def test_matmul_gradients_need_no_transpose():
+    g = mlp_loss_graph()
+    vg = optimize(vjp_graph(g, [1, 2], seeds=[1.0]), verify_each=True)
+    assert "transpose" not in vg.op_counts()

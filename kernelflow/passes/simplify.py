@@ -7,6 +7,8 @@ Rules (each keeps the value bit-for-bit the same under IEEE arithmetic, so none 
   reshape to the same shape; reshape(reshape(x))   -> one reshape
   transpose by the identity; transpose(transpose)  -> one transpose (or x)
   broadcast_in_dim to the same shape with identity dims -> x;  broadcast(broadcast(x)) -> one broadcast
+  transpose(dot_general(a, b)) swapping the free dims of a and b -> dot_general(b, a)  (when the product
+  has no other reader): the rhs gradient of a matmul comes out in the right order with no transpose
   reduce_sum / reduce_max / reduce_min over no axes -> x
   slice of everything with stride 1, rev over no axes, pad by nothing -> x
   constant folding: a node whose operands are all constants and whose result is small (<= 64 elements)
@@ -47,7 +49,22 @@ def _compose_perm(inner, outer):
     return tuple(inner[p] for p in outer)
 
 
-def _rule(b, node, ins):  # noqa: C901 - a flat table of small rules reads best as one function
+def _swapped_dot(b, x, perm):
+    """dot_general(lhs, rhs) transposed so that rhs's free dims come first == dot_general(rhs, lhs)."""
+    dot = x.producer
+    (lc, rc), (lb, rb) = dot.attrs["contract"], dot.attrs["batch"]
+    lhs, rhs = dot.inputs
+    n_batch = len(lb)
+    n_lfree = lhs.ndim - len(lc) - n_batch
+    n_rfree = rhs.ndim - len(rc) - n_batch
+    swap = (tuple(range(n_batch)) + tuple(range(n_batch + n_lfree, n_batch + n_lfree + n_rfree))
+            + tuple(range(n_batch, n_batch + n_lfree)))
+    if perm != swap:
+        return None
+    return b.dot_general(rhs, lhs, contract=(rc, lc), batch=(rb, lb))
+
+
+def _rule(b, node, ins, single_use=frozenset()):  # noqa: C901 - a flat table of small rules reads best as one
     op, a = node.op, node.attrs
     out_type = node.outputs[0].type
     x = ins[0] if ins else None
@@ -79,6 +96,10 @@ def _rule(b, node, ins):  # noqa: C901 - a flat table of small rules reads best 
         perm = a["perm"]
         if perm == tuple(range(len(perm))):
             return x
+        if x.producer is not None and x.producer.op == "dot_general" and node.inputs[0] in single_use:
+            swapped = _swapped_dot(b, x, perm)
+            if swapped is not None:
+                return swapped
         if x.producer is not None and x.producer.op == "transpose":
             composed = _compose_perm(x.producer.attrs["perm"], perm)
             inner = x.producer.inputs[0]
@@ -110,4 +131,7 @@ def _rule(b, node, ins):  # noqa: C901 - a flat table of small rules reads best 
 
 def simplify(graph: Graph) -> Graph:
     """One sweep of the rules; run it with DCE to a fixed point (see pipeline.py)."""
-    return rebuild(graph, _rule)
+    users = graph.users()
+    outputs = set(graph.outputs)
+    single_use = frozenset(v for v, us in users.items() if len(us) == 1 and v not in outputs)
+    return rebuild(graph, lambda b, node, ins: _rule(b, node, ins, single_use))
