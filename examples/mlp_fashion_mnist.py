@@ -38,6 +38,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None, help="train this many steps only (a quick run)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--dataset", choices=["auto", "fashion-mnist", "digits"], default="auto")
     parser.add_argument("--backend", default="numba", help="numba (default) or interpret")
     parser.add_argument("--verbose", type=int, default=1)
@@ -47,7 +48,7 @@ def main(argv=None):
     model = nn.Sequential([nn.Flatten(), nn.Dense(256, kernel_initializer="he_uniform"), nn.ReLU(), nn.Dropout(0.2),
                            nn.Dense(128, kernel_initializer="he_uniform"), nn.ReLU(), nn.Dense(10)],
                           backend=args.backend)
-    model.compile(loss="cross_entropy", optimizer=kf.optim.Adam(1e-3), metrics=["accuracy"])
+    model.compile(loss="cross_entropy", optimizer=kf.optim.Adam(args.lr), metrics=["accuracy"])
     epochs = 1 if args.steps else args.epochs
     if args.steps:
         x_test, y_test = x_test[:1000], y_test[:1000]
