@@ -98,6 +98,23 @@ def test_ieee_special_values():
     check(g, [x, y], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("dtype", ["f32", "f64"])
+def test_row_max_min_reductions_propagate_nan(dtype):
+    """Max/min reductions accumulate with llvm.maximum/minimum (vectorized): rows long enough to run
+    the vector loop and its remainder, a NaN in a lane, in the remainder, first or last; -inf and
+    +inf rows; checked against numpy's max/min (an oracle independent of the interpreter)."""
+    x = rand((9, 1000 + 13), as_dtype(dtype).np_dtype, -50, 50)
+    x[1, 7] = x[2, -1] = x[3, 0] = x[4, 500] = np.nan
+    x[5] = -np.inf
+    x[6] = np.inf
+    x[7, ::3] = np.nan
+    g = build([(x.shape, dtype)], lambda b, v: [b.reduce_max(v, axes=(1,)), b.reduce_min(v, axes=(1,)),
+                                                  b.reduce_max(v, axes=(0,))])
+    got = compile_graph(g)(x)
+    for out, want in zip(got, [x.max(axis=1), x.min(axis=1), x.max(axis=0)]):
+        np.testing.assert_array_equal(out, want)
+
+
 @pytest.mark.parametrize("dtype", ["i32", "u8"])
 def test_integer_ops(dtype):
     def fn(b, x, y):

@@ -9,9 +9,11 @@ Choices, and why:
   ``error_model="numpy"`` (x/0 is inf, no Python exception checks in the loops), ``boundscheck=False``
   and ``nogil=True``.
 * ``fastmath``: off for pointwise kernels, so results are IEEE exact like the interpreter (NaN and
-  inf behave, no reassociation). Kernels with sum reductions get ``fastmath={"reassoc"}`` only: that
-  lets LLVM split a sum into vector lanes (the only way a float sum vectorizes); NaN/inf semantics
-  (``nnan``/``ninf``) stay off so max/min still propagate NaN.
+  inf behave, no reassociation). Kernels with float reductions get ``fastmath={"reassoc"}`` only:
+  that lets LLVM split a sum into vector lanes (the only way a float sum vectorizes); NaN/inf
+  semantics (``nnan``/``ninf``) stay off so max/min still propagate NaN. Max/min reductions
+  accumulate with ``kf_max_acc``/``kf_min_acc`` (the ``llvm.maximum``/``minimum`` intrinsics, which
+  LLVM vectorizes; a select-based max does not).
 * ``prange`` over the outermost loop only when the loop nest does at least ``PARALLEL_MIN_WORK``
   element visits: below that, starting threads costs more than it saves. A flat pointwise loop is cut
   into ``CHUNK`` sized blocks so each thread runs a long contiguous inner loop.
@@ -220,7 +222,7 @@ class _Printer:
                 if e.reduce == "sum":
                     self.emit(d, f"{acc} = {_cast(f'{acc} + {x}', e.dtype)}")
                 else:
-                    fn = "kf_maximum" if e.reduce == "max" else "kf_minimum"
+                    fn = "kf_max_acc" if e.reduce == "max" else "kf_min_acc"
                     self.emit(d, f"{acc} = {fn}({acc}, {x})")
             for s in k.stores:
                 if s.inner and s.phase == p:
@@ -239,8 +241,8 @@ class _Printer:
 def print_kernel(kernel: Kernel, cache: bool = True) -> tuple[str, bool]:
     """(source of the decorated kernel function, whether it runs in parallel)."""
     body, parallel = _Printer(kernel).print()
-    has_sum = any(e.kind == "reduce" and e.reduce == "sum" and e.dtype.is_float for e in kernel.exprs)
-    fastmath = '{"reassoc"}' if has_sum else "False"
+    float_reduction = any(e.kind == "reduce" and e.dtype.is_float for e in kernel.exprs)
+    fastmath = '{"reassoc"}' if float_reduction else "False"
     decorator = (f'@njit({signature(kernel)}, cache={cache}, parallel={parallel}, fastmath={fastmath}, '
                  f'error_model="numpy", boundscheck=False, nogil=True)')
     return decorator + "\n" + body, parallel
