@@ -115,6 +115,52 @@ def test_row_max_min_reductions_propagate_nan(dtype):
         np.testing.assert_array_equal(out, want)
 
 
+def _row(b, r, shape):
+    """A per-row value (rows,) broadcast along the last dim of ``shape``."""
+    return b.emit("broadcast_in_dim", r, shape=shape, dims=(0,))
+
+
+def _softmax_parts(b, x):
+    e = b.exp(b.sub(x, _row(b, b.reduce_max(x, axes=(1,)), x.shape)))
+    return e, b.div(e, _row(b, b.reduce_sum(e, axes=(1,)), x.shape))
+
+
+def _np_softmax(x):
+    e = np.exp(x.astype(np.float64) - x.max(axis=1, keepdims=True))
+    return e, e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("shape", [(7, 300), (400, 1100)])  # serial; parallel (> PARALLEL_MIN_WORK)
+def test_row_kernel_stash_in_output_and_scratch(shape):
+    """The exps of a softmax are stashed once: in the output row when the last phase stores a whole
+    row (also when the output takes the input's memory in place), in row scratch otherwise (the
+    stash feeds a reduction only, or a store that is not the last phase). Oracle: float64 numpy."""
+    x = rand(shape, lo=-8, hi=8)
+
+    def in_place(b, x):  # x * 2 is an intermediate: the softmax may overwrite it
+        return [_softmax_parts(b, b.mul(x, b.full_like(x, 2.0)))[1]]
+    g = build([(shape, "f32")], in_place)
+    exe = compile_graph(g)
+    src = exe.ir("kernels")
+    assert "stash %" in src and "np.empty" not in src.split("def k")[-1]  # the row kernel borrows its output
+    np.testing.assert_allclose(exe(x)[0], _np_softmax(2 * x)[1], rtol=1e-5, atol=1e-7)
+
+    def scratch(b, x):
+        e, sm = _softmax_parts(b, x)
+        r2 = b.reduce_sum(b.mul(sm, sm), axes=(1,))          # phase 2: needs the exps again
+        later = b.div(e, _row(b, r2, x.shape))              # phase 3: and again, after sm's store
+        return [sm, b.reduce_sum(b.mul(e, sm), axes=(1,)), later]
+    e, sm = _np_softmax(x)
+    r2 = (sm * sm).sum(axis=1, keepdims=True)
+    exe = compile_graph(build([(shape, "f32")], scratch))
+    assert "# stash %" in exe.ir("kernels")  # the last phase's store (``later``) lends its row
+    for out, want in zip(exe(x), [sm, (e * sm).sum(axis=1), e / r2]):
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-7)
+    exe = compile_graph(build([(shape, "f32")], lambda b, x: scratch(b, x)[1]))  # no row store at all
+    assert "row scratch" in exe.ir("kernels")
+    np.testing.assert_allclose(exe(x)[0], (e * sm).sum(axis=1), rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("dtype", ["i32", "u8"])
 def test_integer_ops(dtype):
     def fn(b, x, y):

@@ -26,6 +26,10 @@ reductions: softmax has three (max; sum of exp; the normalised store).
 * ``stash``: element-level exprs that are expensive and needed by more than one phase: computed once
   in their first phase and kept in a per-row scratch array of ``inner_size`` elements (so softmax
   computes each exp once).
+* ``stash_out``: stashed exprs whose scratch is an output row instead (expr id -> store index): the
+  output's inner store of a later phase covers exactly the row, so the row of the output holds the
+  values until that store overwrites them (softmax keeps its exps in its result: no scratch, no
+  extra traffic). The printer writes such a stash at the END of its loop body, after every load.
 * ``nodes``: the IR nodes the kernel came from, for comments; ``name``: a readable unique name.
 
 Dims of size 1 are dropped, and adjacent dims are merged when every offset allows it, so a pointwise
@@ -91,6 +95,7 @@ class Kernel:
     phases: int
     stash: dict[int, int]         # expr id -> the phase that computes and stashes it
     nodes: list[str]
+    stash_out: dict[int, int] = field(default_factory=dict)  # expr id -> index of the store it borrows
 
     @property
     def outer_size(self) -> int:
@@ -161,7 +166,8 @@ def build_kernel(name: str, analysis: GroupAnalysis, labels: dict) -> Kernel:
     stash = _choose_stash(exprs, stores, phases)
     nodes = [f"{label(n.outputs[0])} = {n.op}({', '.join(label(x) for x in n.inputs)})"
              for n in analysis.nodes]
-    return Kernel(name, analysis.kind, outer, inner, params, exprs, stores, phases, stash, nodes)
+    return Kernel(name, analysis.kind, outer, inner, params, exprs, stores, phases, stash, nodes,
+                  _choose_stash_out(exprs, stores, stash, phases, len(outer), inner))
 
 
 def _literal_of(v):
@@ -263,6 +269,30 @@ def _choose_stash(exprs, stores, phases: int) -> dict[int, int]:
         stash.append(max(candidates))
 
 
+def _choose_stash_out(exprs, stores, stash: dict[int, int], phases: int, n_outer: int,
+                      inner) -> dict[int, int]:
+    """Stashes that can live in an output row: a store of the LAST phase (no phase needs the stash
+    after the store overwrote it), same dtype, whose offset walks the inner dims row-major with unit
+    stride (it covers the row, each element once), and the only store into its buffer."""
+    strides, s = [], 1
+    for d in reversed(inner):
+        strides.append(s)
+        s *= d
+    row_major = tuple(reversed(strides))
+    taken: set[int] = set()
+    out: dict[int, int] = {}
+    for i, phase in stash.items():
+        for k, st in enumerate(stores):
+            if (st.inner and st.phase == phases - 1 and st.phase > phase and st.buffer not in taken
+                    and exprs[st.expr].dtype == exprs[i].dtype
+                    and tuple(st.offset.coeffs[n_outer:]) == row_major
+                    and sum(1 for o in stores if o.buffer == st.buffer) == 1):
+                out[i] = k
+                taken.add(st.buffer)
+                break
+    return out
+
+
 def expr_phases(kernel: Kernel) -> dict[int, set[int]]:
     """For each element-level expr, the phases whose inner loop evaluates it (stash loads count)."""
     used: dict[int, set[int]] = {}
@@ -294,5 +324,8 @@ def in_place_ok(kernel: Kernel, in_buffer: int, out_buffer: int) -> bool:
         return False
     if not store.inner:
         return True
+    # the first phase that writes the output: its store's, or an earlier stash borrowing its row
+    first_write = min([store.phase] + [kernel.stash[i] for i, k in kernel.stash_out.items()
+                                       if kernel.stores[k].buffer == out_buffer])
     phases = expr_phases(kernel)
-    return all(max(phases.get(e.id, {0})) <= store.phase for e in loads)
+    return all(max(phases.get(e.id, {0})) <= first_write for e in loads)

@@ -35,6 +35,7 @@ from ..kernel import Affine, Kernel, phase_roots
 # spinning waits. Threads start to pay around a millisecond of serial work.
 PARALLEL_MIN_WORK = 1 << 20
 CHUNK = 1 << 14
+SCRATCH_BLOCKS = 64  # a parallel row kernel with row scratch runs its rows in this many blocks
 
 SCALAR = {"f32": "np.float32", "f64": "np.float64", "i8": "np.int8", "i32": "np.int32", "i64": "np.int64",
           "u8": "np.uint8", "u32": "np.uint32", "bool": "np.bool_"}
@@ -102,6 +103,7 @@ class _Printer:
         self.inner_names = [f"j{i}" for i in range(n_inner)]
         self.index_names = self.outer_names + self.inner_names
         self.row_done: set[int] = set()
+        self.late_stash: list[int] = []
 
     def emit(self, depth: int, text: str):
         self.lines.append("    " * depth + text)
@@ -155,15 +157,23 @@ class _Printer:
             return
         stash_phase = self.k.stash.get(i)
         if stash_phase is not None and stash_phase < phase:
-            self.emit(depth, f"{self.var(i)} = s{i}[{self.inner_flat()}]{self.comment(i)}")
+            self.emit(depth, f"{self.var(i)} = {self.stash_place(i)}{self.comment(i)}")
             done.add(i)
             return
         for a in self.k.exprs[i].args:
             self.emit_elem(a, depth, phase, done)
         self.emit(depth, f"{self.var(i)} = {self.expr_text(i)}{self.comment(i)}")
         if stash_phase == phase:
-            self.emit(depth, f"s{i}[{self.inner_flat()}] = {self.var(i)}")
+            self.late_stash.append(i)  # written after every load of this iteration (in-place safety)
         done.add(i)
+
+    def stash_place(self, i: int) -> str:
+        """Where a stashed value lives: the output row it borrows, or the row scratch ``s<i>``."""
+        k = self.k
+        if i in k.stash_out:
+            st = k.stores[k.stash_out[i]]
+            return f"{k.params[st.buffer].name}[{affine(st.offset, self.index_names)}]"
+        return f"s{i}[{self.inner_flat()}]"
 
     def inner_flat(self) -> str:
         strides, s = [], 1
@@ -187,19 +197,33 @@ class _Printer:
         for line in k.nodes:
             self.emit(1, f"# {line}")
         chunked = parallel and len(k.outer) == 1 and not k.inner and k.outer[0] > CHUNK
+        scratch = [i for i in k.stash if i not in k.stash_out]
+
+        def allocate_scratch(d):  # once per call (serial) or per block of rows (parallel), not per row
+            for i in scratch:
+                self.emit(d, f"s{i} = np.empty({k.inner_size}, {SCALAR[k.exprs[i].dtype.name]})"
+                             f"  # row scratch for {k.exprs[i].label}")
         if chunked:
             n = k.outer[0]
             self.emit(depth, f"for c in prange({-(-n // CHUNK)}):")
             self.emit(depth + 1, f"for o0 in range(c * {CHUNK}, min(c * {CHUNK} + {CHUNK}, {n})):")
             depth += 2
+        elif parallel and scratch:
+            n = k.outer[0]
+            rows = -(-n // min(n, SCRATCH_BLOCKS))
+            self.emit(depth, f"for c in prange({-(-n // rows)}):")
+            allocate_scratch(depth + 1)
+            self.emit(depth + 1, f"for o0 in range(c * {rows}, min(c * {rows} + {rows}, {n})):")
+            depth += 2
+            for i, size in enumerate(k.outer[1:], start=1):
+                self.emit(depth, f"for {self.outer_names[i]} in range({size}):")
+                depth += 1
         else:
+            allocate_scratch(depth)
             for i, size in enumerate(k.outer):
                 loop = "prange" if parallel and i == 0 else "range"
                 self.emit(depth, f"for {self.outer_names[i]} in {loop}({size}):")
                 depth += 1
-        for i, ph in k.stash.items():
-            self.emit(depth, f"s{i} = np.empty({k.inner_size}, {SCALAR[k.exprs[i].dtype.name]})"
-                             f"  # row scratch for {k.exprs[i].label}")
         for p in range(k.phases):
             roots = phase_roots(k.exprs, k.stores, p)
             reductions = [e for e in k.exprs if e.kind == "reduce" and e.phase == p]
@@ -217,6 +241,9 @@ class _Printer:
             done: set[int] = set()
             for r in roots:
                 self.emit_elem(r, d, p, done)
+            for i in self.late_stash:
+                self.emit(d, f"{self.stash_place(i)} = {self.var(i)}  # stash {k.exprs[i].label}")
+            self.late_stash = []
             for e in reductions:
                 acc, x = self.var(e.id), self.var(e.args[0])
                 if e.reduce == "sum":
