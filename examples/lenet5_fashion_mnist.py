@@ -32,7 +32,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None, help="train this many steps only (a quick run)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--dataset", choices=["auto", "fashion-mnist", "digits"], default="auto")
     parser.add_argument("--save", default="lenet5.npz", help="where to save the parameters ('' to skip)")
     parser.add_argument("--backend", default="numba", help="numba (default) or interpret")

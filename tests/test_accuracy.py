@@ -26,7 +26,7 @@ def test_logistic_regression_on_digits():
 
 def test_lenet5_on_digits():
     result = load_example("lenet5_fashion_mnist").main(
-        ["--dataset", "digits", "--epochs", "20", "--batch-size", "32", "--lr", "2e-3", "--save", "",
+        ["--dataset", "digits", "--epochs", "25", "--batch-size", "32", "--save", "",
          "--verbose", "0"])
     assert result["dataset"] == "8x8 digits"
     assert result["accuracy"] >= 0.97
