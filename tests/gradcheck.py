@@ -9,11 +9,36 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernelflow.ir import GraphBuilder, interpret, type_of_array, verify
+from kernelflow.ir import GraphBuilder, interpret, primitive, type_of_array, verify
 from kernelflow.passes.autodiff import vjp_graph
 
 
-def one_node_graph(op: str, arrays, attrs) -> "Graph":
+def ref(op: str):
+    """The numpy reference implementation of primitive ``op``."""
+    return primitive.get(op).reference
+
+
+def out_type(op: str, *types, **attrs):
+    """The type the shape rule of ``op`` gives for operands of these types (through the builder)."""
+    b = GraphBuilder()
+    return b.emit(op, *[b.add_input(t) for t in types], **attrs).type
+
+
+def exact_linear_vjp(f, arrays, which: int, cotangent):
+    """d<cotangent, f(*arrays)>/d arrays[which] for f linear in that argument, exactly:
+    <cotangent, f(..., e_i, ...)> for each basis vector e_i."""
+    target = arrays[which]
+    out = np.zeros_like(target)
+    for i in np.ndindex(target.shape):
+        basis = np.zeros_like(target)
+        basis[i] = 1
+        args = list(arrays)
+        args[which] = basis
+        out[i] = np.sum(cotangent * f(*args))
+    return out
+
+
+def one_node_graph(op: str, arrays, attrs):
     b = GraphBuilder(op)
     ins = [b.add_input(type_of_array(a)) for a in arrays]
     return b.finish([b.emit(op, *ins, **attrs)])

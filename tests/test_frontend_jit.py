@@ -65,30 +65,14 @@ def test_static_arguments_are_part_of_the_key():
     assert len(traces) == 3
 
 
-def test_decorator_without_arguments_and_default_backend_warns_or_runs():
+def test_decorator_without_arguments_compiles_with_numba_by_default():
     @kf.jit
     def f(x):
         return x * 2
 
-    with pytest.warns(RuntimeWarning) if not _runtime_available() else _nullcontext():
-        out = f(X)
-    np.testing.assert_allclose(out, X * 2)
-
-
-def _runtime_available():
-    try:
-        from kernelflow.runtime import compile_graph  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
+    np.testing.assert_allclose(f(X), X * 2)
+    exe = f.lower(X).compile()
+    assert exe.backend == "numba" and len(exe.kernels) == 1
 
 
 # -- pytrees ---------------------------------------------------------------------------------------------

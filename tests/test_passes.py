@@ -9,7 +9,6 @@ from kernelflow.passes.autodiff import GradientError, vjp_graph
 from kernelflow.passes.cse import eliminate_common_subexpressions
 from kernelflow.passes.dce import eliminate_dead_code
 from kernelflow.passes.pipeline import optimize
-from kernelflow.passes.simplify import simplify
 from test_ir_text import graphs
 
 F32 = T.float32

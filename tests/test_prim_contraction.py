@@ -8,6 +8,8 @@ import pytest
 from kernelflow.ir import DTypeError, GraphBuilder, ShapeError, TensorType, as_dtype, get_primitive
 from kernelflow.ir.interpret import interpret
 
+from gradcheck import exact_linear_vjp
+
 RNG = np.random.default_rng(0)
 
 # (lhs shape, rhs shape, contract, batch)
@@ -180,17 +182,8 @@ def grad_by_rule(arrays, g, **attrs):
 
 
 def naive_vjp(arrays, g, which, contract, batch):
-    """d<g, dot_general(lhs, rhs)>/d arrays[which], exactly: dot_general is linear in each operand,
-    so the derivative along basis vector e_i is <g, dot_general(.., e_i, ..)>."""
-    target = arrays[which]
-    out = np.zeros_like(target)
-    for i in np.ndindex(target.shape):
-        basis = np.zeros_like(target)
-        basis[i] = 1
-        args = list(arrays)
-        args[which] = basis
-        out[i] = np.sum(g * naive_dot_general(*args, contract, batch))
-    return out
+    """d<g, dot_general(lhs, rhs)>/d arrays[which], exactly (dot_general is linear in each operand)."""
+    return exact_linear_vjp(lambda *a: naive_dot_general(*a, contract, batch), arrays, which, g)
 
 
 @pytest.mark.parametrize("lhs_shape, rhs_shape, contract, batch", CASES)

@@ -7,7 +7,7 @@ from kernelflow.ir import (DTypeError, GraphBuilder, ShapeError, TensorType, flo
                            int64, primitive, uint32, bool_)
 from kernelflow.ir.types import type_of_array
 
-from gradcheck import check_primitive_grad
+from gradcheck import check_primitive_grad, out_type, ref
 
 DTYPES = [np.float32, np.float64, np.int32]
 INDEX_DTYPES = [np.int32, np.int64]
@@ -24,15 +24,6 @@ CASES = [
     ((0,), 0, []),            # gathering nothing from nothing
     ((4,), 0, 2),             # a scalar index removes the axis
 ]
-
-
-def ref(op):
-    return primitive.get(op).reference
-
-
-def out_type(op, *types, **attrs):
-    b = GraphBuilder()
-    return b.emit(op, *[b.add_input(t) for t in types], **attrs).type
 
 
 def sample(shape, dtype, seed=0):

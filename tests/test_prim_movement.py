@@ -3,22 +3,13 @@ and gradient rules (first and second order, through the autodiff pass) against f
 import numpy as np
 import pytest
 
-from kernelflow.ir import DTypeError, GraphBuilder, ShapeError, TensorType, float32, float64, int32
+from kernelflow.ir import DTypeError, ShapeError, TensorType, float32, float64, int32
 from kernelflow.ir import primitive
 from kernelflow.ir.types import type_of_array
 
-from gradcheck import check_primitive_grad
+from gradcheck import check_primitive_grad, out_type, ref
 
 DTYPES = [np.float32, np.float64, np.int32]
-
-
-def ref(op):
-    return primitive.get(op).reference
-
-
-def out_type(op, *types, **attrs):
-    b = GraphBuilder()
-    return b.emit(op, *[b.add_input(t) for t in types], **attrs).type
 
 
 def sample(shape, dtype, seed=0):

@@ -11,7 +11,7 @@ from kernelflow.ir import interpret, verify
 from kernelflow.ir.types import type_of_array
 from kernelflow.passes.autodiff import vjp_graph
 
-from gradcheck import check_primitive_grad
+from gradcheck import check_primitive_grad, out_type, ref
 
 DTYPES = [np.float32, np.float64, np.int32, np.int64, np.uint8]
 
@@ -27,15 +27,6 @@ SHAPES_AND_AXES = [
     ((2, 3), ()),         # reducing nothing is the identity
     ((), ()),
 ]
-
-
-def ref(op):
-    return primitive.get(op).reference
-
-
-def out_type(op, *types, **attrs):
-    b = GraphBuilder()
-    return b.emit(op, *[b.add_input(t) for t in types], **attrs).type
 
 
 def sample(shape, dtype, seed=0):

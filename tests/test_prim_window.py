@@ -6,6 +6,8 @@ import pytest
 from kernelflow.ir import DTypeError, GraphBuilder, ShapeError, TensorType, as_dtype, get_primitive
 from kernelflow.ir.interpret import interpret
 
+from gradcheck import exact_linear_vjp
+
 RNG = np.random.default_rng(1)
 
 
@@ -145,20 +147,6 @@ def naive_sum_pool_transpose(g, window, stride, padding, input_shape):
     return out
 
 
-def linear_vjp(f, arrays, which, cotangent):
-    """d<cotangent, f(*arrays)>/d arrays[which] for f linear in that argument: exactly
-    <cotangent, f(..., e_i, ...)> for each basis vector e_i."""
-    target = arrays[which]
-    out = np.zeros_like(target)
-    for i in np.ndindex(target.shape):
-        basis = np.zeros_like(target)
-        basis[i] = 1
-        args = list(arrays)
-        args[which] = basis
-        out[i] = np.sum(cotangent * f(*args))
-    return out
-
-
 def grad_by_rule(op, arrays, cotangent, **attrs):
     """Apply ``op``'s gradient rule in a graph and run it with the reference interpreter;
     None entries stay None."""
@@ -274,7 +262,7 @@ def test_conv_grad_rules_match_exact_vjps(x_shape, w_shape, stride, padding, dil
         c = random(f(*arrays).shape)
         got = grad_by_rule(op, arrays, c, **extra, **a)
         for which in range(2):
-            np.testing.assert_allclose(got[which], linear_vjp(f, arrays, which, c),
+            np.testing.assert_allclose(got[which], exact_linear_vjp(f, arrays, which, c),
                                        rtol=1e-11, atol=1e-11, err_msg=f"{op} operand {which}")
 
 
@@ -445,11 +433,11 @@ def test_pool_grad_rules_match_exact_vjps(x_shape, window, stride, padding):
     c = random(x_shape)
     dx, dg = grad_by_rule("select_and_scatter_add", [x, g], c, **a)
     assert dx is None
-    np.testing.assert_allclose(dg, linear_vjp(scatter, [g], 0, c), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dg, exact_linear_vjp(scatter, [g], 0, c), rtol=1e-12, atol=1e-12)
     c = random(y_shape)
     dx, dt = grad_by_rule("select_and_gather", [x, t], c, **a)
     assert dx is None
-    np.testing.assert_allclose(dt, linear_vjp(gather, [t], 0, c), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dt, exact_linear_vjp(gather, [t], 0, c), rtol=1e-12, atol=1e-12)
 
     def sum_pool(x_):
         return naive_sum_pool(x_, **a)
@@ -458,9 +446,9 @@ def test_pool_grad_rules_match_exact_vjps(x_shape, window, stride, padding):
         return naive_sum_pool_transpose(g_, input_shape=x_shape, **a)
 
     (dx,) = grad_by_rule("reduce_window_sum", [x], g, **a)
-    np.testing.assert_allclose(dx, linear_vjp(sum_pool, [x], 0, g), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, exact_linear_vjp(sum_pool, [x], 0, g), rtol=1e-12, atol=1e-12)
     (dg,) = grad_by_rule("reduce_window_sum_transpose", [g], t, input_shape=x_shape, **a)
-    np.testing.assert_allclose(dg, linear_vjp(sum_pool_transpose, [g], 0, t), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dg, exact_linear_vjp(sum_pool_transpose, [g], 0, t), rtol=1e-12, atol=1e-12)
 
 
 # -- shape rules -------------------------------------------------------------------------------------

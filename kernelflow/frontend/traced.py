@@ -9,12 +9,10 @@ error naming the user's line.
 from __future__ import annotations
 
 import math
-import numbers
-from typing import Sequence
 
 import numpy as np
 
-from ..ir import DTypeError, ShapeError, TensorType, Value, as_dtype
+from ..ir import DTypeError, ShapeError, Value, as_dtype
 from .tracer import Tracer, Trace, top_trace, where_str, wrap
 
 # ---------------------------------------------------------------------------------------------------

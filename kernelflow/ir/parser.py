@@ -16,7 +16,7 @@ import numpy as np
 from . import primitive
 from .builder import GraphBuilder, canonical_attr
 from .graph import Graph, SourceLoc, Value
-from .types import TensorType, as_dtype, dtype_from_name
+from .types import TensorType, dtype_from_name
 
 
 class ParseError(ValueError):
