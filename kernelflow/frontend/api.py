@@ -126,7 +126,6 @@ class Jitted:
         self._static_names = names
         self._positional = positional
         self._cache: dict[Any, TracedGraph] = {}
-        self._executables: dict[Any, Any] = {}
         self.trace_count = 0
 
     def __repr__(self) -> str:
@@ -190,12 +189,20 @@ class Jitted:
         return [leaf_type(x, path, self.name) for x, path in zip(leaves, paths)]
 
     def _traced(self, args, kwargs):
+        if not kwargs and not self._static_nums and all(type(a) is np.ndarray for a in args):
+            # the hot path (every argument a plain array): the key is cheap and needs no pytree walk
+            key = ("arrays", tuple((a.shape, a.dtype) for a in args))
+            entry = self._cache.get(key)
+            if entry is not None:
+                return key, args, entry
         key, leaves, tree = self._signature(args, kwargs)
         entry = self._cache.get(key)
         if entry is None:
             entry = self._trace(args, kwargs, tree, self._leaf_types(args, kwargs, leaves))
             if not entry.captured:  # a graph that closed over outer tracers belongs to that one trace
                 self._cache[key] = entry
+                if all(type(a) is np.ndarray for a in args) and not kwargs and not self._static_nums:
+                    self._cache[("arrays", tuple((a.shape, a.dtype) for a in args))] = entry
         return key, leaves, entry
 
     def _trace(self, args, kwargs, tree, types) -> TracedGraph:
@@ -215,17 +222,16 @@ class Jitted:
 
     # -- calling ------------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        key, leaves, entry = self._traced(args, kwargs)
+        _, leaves, entry = self._traced(args, kwargs)
         inputs = list(leaves) + list(entry.captured)
         trace = top_trace(*inputs)
         if trace is not None:
             outs = inline_graph(trace, entry.graph, inputs)
         else:
-            compiled = self._executables.get(key)
+            compiled = entry.compiled  # one executable per traced signature, however the key was spelled
             if compiled is None:
-                compiled = (compile_executable(entry.graph, self.backend, self.check_nan),
-                            [v.type.dtype.np_dtype for v in entry.graph.inputs])
-                self._executables[key] = compiled
+                compiled = entry.compiled = (compile_executable(entry.graph, self.backend, self.check_nan),
+                                             [v.type.dtype.np_dtype for v in entry.graph.inputs])
             exe, dtypes = compiled
             arrays = [x if type(x) is np.ndarray and x.dtype == dt else np.asarray(x, dtype=dt)
                       for x, dt in zip(leaves, dtypes)]

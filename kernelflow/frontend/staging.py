@@ -68,6 +68,7 @@ class TracedGraph:
     out_tree: TreeDef
     captured: list[Tracer] = field(default_factory=list)
     n_args: int = 0  # inputs that stand for the arguments; the captured ones follow
+    compiled: Any = None  # (executable, input dtypes), set by kf.jit on the first call
 
     @property
     def out_types(self) -> list[TensorType]:
