@@ -185,6 +185,8 @@ kf_cast_bool = _make_cast("bool", np.bool_)
 # ~1e-15 relative of a rounding boundary: max error 1 ulp (0.5 ulp + 2^-29 ulp), checked against
 # numpy's validation tables (numpy/_core/tests/data/umath-validation-set-*.csv) in
 # tests/test_codegen_numba.py. float64 arguments keep libm (math.*), accurate to < 1 ulp.
+# Exception: float32 exp itself (softmax's inner loop) is computed in float32 (``_exp_f32``, ~2.5x
+# faster): still <= 1 ulp (0.77 measured), but not correctly rounded.
 __all__ += ["kf_exp", "kf_log", "kf_log1p", "kf_expm1", "kf_tanh", "kf_logistic"]
 
 from llvmlite import ir as _ir  # noqa: E402
@@ -308,14 +310,64 @@ def _is_f32(x) -> bool:
     return isinstance(x, types.Float) and x.bitwidth == 32
 
 
+@_intrinsic
+def _bits_f32(typingctx, n):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], _ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@_intrinsic
+def _fma(typingctx, a, b, c):
+    """llvm.fma: a * b + c with one rounding (vfmadd), whatever the kernel's fastmath flags."""
+    def codegen(context, builder, signature, args):
+        ty = args[0].type
+        fn = cgutils.get_or_insert_function(builder.module, _ir.FunctionType(ty, [ty, ty, ty]),
+                                            f"llvm.fma.f{a.bitwidth}")
+        return builder.call(fn, args)
+    return a(a, a, a), codegen
+
+
+_F32 = np.float32
+_LOG2E_F, _LN2_HI_F, _LN2_LO_F = _F32(_LOG2E), _F32(0.693145751953125), _F32(1.428606765330187e-06)
+_EXP_F = tuple(_F32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+                                 1.6666665459e-1, 5.0000001201e-1))  # Cephes expf: exp(r) - 1 - r ~ r^2 p(r)
+_EXP_LO_F, _EXP_HI_F, _HALF_F, _ONE_F = _F32(-104.0), _F32(89.0), _F32(0.5), _F32(1.0)
+_I127, _I23, _I1 = np.int32(127), np.int32(23), np.int32(1)
+
+
+@_njit(inline="always", error_model="numpy")
+def _exp_f32(x):
+    """float32 exp in float32 arithmetic (twice the vector lanes of the double core, half the
+    terms): x = n ln2 + r with r kept to ~2^-48 as r + r_lo (FMA Cody-Waite), exp(r) = (1 + r) +
+    r^2 p(r), the 1 + r split exactly (Fast2Sum) so that only the last addition rounds at full
+    size; 2^n applied in two factors (subnormal results round once, overflow gives inf).
+    Max error 0.77 ulp on 25M random inputs (0.71 ulp for normal results), <= 1 ulp on numpy's
+    validation table; NOT correctly rounded (about 2% of results are 1 ulp off)."""
+    c = _clamp(x, _EXP_LO_F, _EXP_HI_F)
+    n = np.floor(c * _LOG2E_F + _HALF_F)
+    r_hi = _fma(n, -_LN2_HI_F, c)
+    r = _fma(n, -_LN2_LO_F, r_hi)
+    r_lo = _fma(n, -_LN2_LO_F, r_hi - r)
+    p = _EXP_F[0]
+    p = _fma(p, r, _EXP_F[1])
+    p = _fma(p, r, _EXP_F[2])
+    p = _fma(p, r, _EXP_F[3])
+    p = _fma(p, r, _EXP_F[4])
+    p = _fma(p, r, _EXP_F[5])
+    hi = _ONE_F + r
+    lo = (_ONE_F - hi) + r
+    y = hi + _fma(p, r * r, lo + r_lo)
+    ni = np.int32(n)
+    n1 = ni >> _I1
+    y = y * _bits_f32((n1 + _I127) << _I23) * _bits_f32((ni - n1 + _I127) << _I23)
+    return y if x == x else x
+
+
 @overload(kf_exp, jit_options=_JIT)
 def _exp(x):
     if _is_f32(x):
-        def impl(x):
-            d = np.float64(x)
-            y = _exp_core(_clamp(d, -700.0, 700.0))
-            return y if d == d else d
-        return impl
+        return lambda x: _exp_f32(x)
     return lambda x: math.exp(x)
 
 
