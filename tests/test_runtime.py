@@ -3,6 +3,7 @@ and a compiled MLP training step that matches the interpreter step for step."""
 from __future__ import annotations
 
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -70,6 +71,43 @@ def test_outputs_are_fresh_and_pool_reuse_is_invisible(chain):
     for got, want in zip(second, interpret(g, [x2, w])):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
     assert not np.shares_memory(first[0], second[0])
+
+
+def test_released_outputs_are_recycled_held_ones_never(chain):
+    """An output the caller dropped is reused by a later call (no page faults on a new array); one
+    the caller holds, directly or through a view, is never written again."""
+    g, exe = chain
+    w = rand(5, 4, seed=1)
+    xs = [rand(6, 5, seed=s) for s in range(6)]
+    wants = [interpret(g, [x, w]) for x in xs]
+    bases = []
+    for x, want in zip(xs[:4], wants):  # y = f(x) in a loop: two arrays alternate
+        y = exe(x, w)
+        np.testing.assert_allclose(y[0], want[0], rtol=2e-5, atol=1e-6)
+        bases.append(weakref.ref(y[0].base))  # the flat array behind the output
+    assert bases[2]() is not None and bases[2]() is bases[0]() and bases[3]() is bases[1]()
+    del y
+    held = exe(xs[4], w)[0]
+    view = exe(xs[5], w)[0][1:, ::2]  # only a view of the second result survives
+    for x in xs[:4]:
+        exe(x, w)
+    np.testing.assert_allclose(held, wants[4][0], rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(view, wants[5][0][1:, ::2], rtol=2e-5, atol=1e-6)
+
+
+def test_kernels_with_the_same_loop_nest_are_compiled_once():
+    """exp before and after a GEMM of the same shape: two kernels, one compiled function."""
+    def fn(b, x):
+        e = b.exp(x)
+        return [b.exp(b.dot_general(e, x, contract=((1,), (0,)), batch=((), ())))]
+    g = build([((8, 8), "f32")], fn, "twice")
+    exe = compile_graph(g)
+    names = [k.name for k in exe.kernels]
+    assert len(names) == 2
+    assert f"{names[1]} = {names[0]}  # the same loop nest" in exe.source
+    assert getattr(exe.module, names[1]) is getattr(exe.module, names[0])
+    x = rand(8, 8) * 0.3
+    np.testing.assert_allclose(exe(x)[0], np.exp(np.exp(x.astype(np.float64)) @ x), rtol=1e-5)
 
 
 def test_identity_and_repeated_outputs_are_copies():

@@ -4,8 +4,9 @@
 loads the generated module (through the persistent cache) and returns an ``Executable``:
 
 * ``exe(*arrays) -> list[np.ndarray]``: inputs are checked (shape and dtype, exactly as the
-  interpreter checks them; non-contiguous inputs are copied, never misread); outputs are fresh arrays
-  the caller owns; intermediates live in a pool allocated once per executable and reused by liveness.
+  interpreter checks them; non-contiguous inputs are copied, never misread); outputs are arrays the
+  caller owns (an output array the caller has dropped is recycled by a later call: ``OutputRecycler``);
+  intermediates live in a pool allocated once per executable and reused by liveness.
 * ``exe.kernels``: one ``KernelInfo`` per generated kernel (``name``, ``source``, ``kind``, ``nodes``).
 * ``exe.ir(stage)``: ``"input"``, ``"optimized"``, ``"fused"`` (each node tagged with its step),
   ``"plan"`` (the buffer plan), ``"kernels"``, ``"module"`` (the whole generated source).
@@ -18,6 +19,7 @@ Calls from several threads are safe: a call that finds the pool busy runs on a p
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -68,6 +70,34 @@ def _kernel_name(i: int, kernel_nodes) -> str:
             ops.append(n.op)
     text = "_".join(ops[:4]) or kernel_nodes[0].op
     return f"k{i}_{text}"
+
+
+class OutputRecycler:
+    """Allocates one graph output (flat) per call, reusing an array the caller has released.
+
+    A freshly allocated large array costs its page faults on first write (a 64 MiB result: 5-20 ms
+    on the 2-core machines, more than the kernel that fills it). The recycler keeps the last
+    ``KEEP`` arrays it handed out; one whose only references are the recycler's own (no caller
+    variable, no view: a view holds its base) is free and handed out again. ``KEEP = 2`` covers
+    ``y = f(x)`` in a loop, where the previous result is still referenced during the call.
+    Trade-off: an executable keeps up to ``KEEP`` dead copies of each output alive."""
+
+    KEEP = 2
+    __slots__ = ("size", "dtype", "arrays")
+
+    def __init__(self, size: int, dtype):
+        self.size = size
+        self.dtype = dtype
+        self.arrays: list = []
+
+    def __call__(self) -> np.ndarray:
+        for a in self.arrays:
+            if sys.getrefcount(a) <= 3:  # the list, the loop variable, getrefcount's argument
+                return a
+        a = np.empty(self.size, self.dtype)
+        if len(self.arrays) < self.KEEP:
+            self.arrays.append(a)
+        return a
 
 
 class Executable:
@@ -122,6 +152,9 @@ class Executable:
                 state[b.name] = matmul
             elif b.kind == "scratch":
                 state[b.name] = {}  # per pool: im2col buffers of the window kernels
+            elif b.kind == "recycle":
+                size, dtype = b.payload
+                state[b.name] = OutputRecycler(size, dtype.np_dtype)
             elif b.kind == "attrs":
                 state[b.name] = b.payload
             elif b.kind == "dtype":
@@ -261,8 +294,8 @@ def compile_graph(graph: Graph, backend: str = "numba", *, optimize: bool = True
     codegen_done = time.perf_counter()
     module, info = cache.load_module(source, backend)
     hits = misses = 0
-    for k in kernels.values():
-        stats = getattr(module, k.name).stats
+    for dispatcher in {id(d): d for d in (getattr(module, k.name) for k in kernels.values())}.values():
+        stats = dispatcher.stats  # kernels with the same loop nest share one dispatcher
         hits += sum(stats.cache_hits.values())
         misses += sum(stats.cache_misses.values())
     if info.get("in_process"):

@@ -92,6 +92,11 @@ class _Driver:
             self.have_flat.add(v)
         return f"f{n}"
 
+    def fresh(self, v) -> str:
+        """The allocator of an output array the caller will own: flat, recycled once the caller has
+        dropped every reference to it (runtime.executable.OutputRecycler)."""
+        return self.bind(f"_fresh{self.n(v)}", "recycle", (v.type.size, v.dtype))
+
     def storage_binding(self, v):
         """Pool slot values are bound once, in make_run."""
         n = self.n(v)
@@ -123,7 +128,7 @@ class _Driver:
                 v = p.value
                 if p.role == "out" and self.memory.storage[v] == "fresh":
                     n = self.n(v)
-                    self.emit(f"f{n} = np.empty({v.type.size}, {_np_dtype_text(v.dtype)})")
+                    self.emit(f"f{n} = {self.fresh(v)}()")
                     self.have_flat.add(v)
                 args.append(self.flat(v))
             self.emit(f"{kernel.name}({', '.join(args)})")
@@ -154,7 +159,7 @@ class _Driver:
         scratch = self.bind("_scratch", "scratch", None)
         o = self.n(out)
         if self.memory.storage[out] != "slot":
-            self.emit(f"v{o} = np.empty({tuple(out.shape)!r}, {_np_dtype_text(out.dtype)})")
+            self.emit(f"v{o} = {self.fresh(out)}().reshape({tuple(out.shape)!r})")
             self.have_nd.add(out)
         args = ", ".join(self.contiguous_nd(x) for x in node.inputs)
         self.emit(f"{run}({args}, v{o}, {scratch}, {i}, **{attrs})")
@@ -209,11 +214,21 @@ class _Driver:
         if self.memory.storage[out] == "slot":
             target = self.bind(f"m{o}", "slot_nd", (self.memory.slot_of[out], out.dtype, out_shape))
         else:
-            self.emit(f"v{o} = np.empty({tuple(out.shape)!r}, {_np_dtype_text(out.dtype)})")
+            self.emit(f"v{o} = {self.fresh(out)}().reshape({tuple(out.shape)!r})")
             self.have_nd.add(out)
             target = f"v{o}" if tuple(out.shape) == out_shape else f"v{o}.reshape({out_shape!r})"
         mm = self.bind("_matmul", "matmul", None)  # small GEMMs on one BLAS thread (blas.py)
         self.emit(f"{mm}({a}, {bt}, {target}, {b * m * k * n})")
+
+
+def _loop_nest_key(src: str, name: str) -> str:
+    """A kernel's source without its name, docstring and comments: equal keys compile to the same code."""
+    lines = []
+    for line in src.replace(f"def {name}(", "def _(", 1).splitlines():
+        code = line.split("#", 1)[0].rstrip()
+        if code and not code.lstrip().startswith('"""'):
+            lines.append(code)
+    return "\n".join(lines)
 
 
 def module_source(plan: FusionPlan, kernels: dict[int, Kernel], memory: MemoryPlan,
@@ -234,9 +249,15 @@ def module_source(plan: FusionPlan, kernels: dict[int, Kernel], memory: MemoryPl
             "", ""]
     kernel_sources = {}
     body = []
+    first_of: dict[str, str] = {}  # loop nest text (no name, no comments) -> the kernel that has it
     for i, k in kernels.items():
         src, _ = print_kernel(k, cache=cache)
         kernel_sources[k.name] = src
+        key = _loop_nest_key(src, k.name)
+        if key in first_of:  # compile each distinct loop nest once (a training step repeats many)
+            body.append(f"{k.name} = {first_of[key]}  # the same loop nest\n")
+            continue
+        first_of[key] = k.name
         body.append(src)
         body.append("")
     d = _Driver(plan, memory)
