@@ -423,10 +423,7 @@ def test_half_precision_elementwise_and_epilogue(dtype, monkeypatch):
 
 
 def test_jit_backend_triton_end_to_end():
-    """kf.jit(f, backend="triton") once compile_graph dispatches backend="triton" to runtime.gpu."""
-    import kernelflow.runtime.executable as executable
-    if "triton" not in getattr(executable, "BACKENDS", ()):
-        pytest.skip("compile_graph does not dispatch backend='triton' yet (one-line hook pending)")
+    """kf.jit(f, backend="triton"): compile_graph dispatches to runtime.gpu (the interpreter here)."""
     x = rng.standard_normal((6, 20)).astype(np.float32)
     f = jit(lambda x: C.softmax(x * 2.0, axis=-1), backend="triton")
     got = f(x)
