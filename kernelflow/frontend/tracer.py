@@ -3,7 +3,7 @@
 While a function is traced its array arguments are ``Tracer`` objects. Every operation on them (Python
 operators, numpy ufuncs and functions, methods, indexing) appends primitive nodes to the trace's graph
 through a ``GraphBuilder``; the numpy semantics (type promotion, broadcasting, indexing) are implemented
-in ``traced.py``, the numpy dispatch tables in ``dispatch.py``.
+in the ``traced`` package, the numpy dispatch tables in ``dispatch.py``.
 
 Traces nest (``kf.grad`` inside ``kf.jit``, a jitted function called from another one). Each trace has a
 ``level``: its depth on the trace stack. An operation goes to the deepest trace among its operands; a
