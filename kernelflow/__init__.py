@@ -23,7 +23,7 @@ from .frontend.ops import *  # noqa: F401,F403  (kf.exp, kf.where, kf.dot, kf.er
 from .frontend.ops import primitive_call
 from .frontend.composites import (avg_pool2d, conv2d, cross_entropy, dropout, gelu, layer_norm, log_softmax,
                                   logsumexp, max_pool2d, mean, one_hot, relu, softmax, var)
-from .runtime.gpu import device_get, device_put  # imports no triton; a GPU is needed only to call them
+from .runtime.cuda import device_get, device_put  # imports no triton; a GPU is needed only to call them
 from .frontend.pytree import flatten as tree_flatten, tree_map, unflatten as tree_unflatten
 
 __version__ = "0.1.0"

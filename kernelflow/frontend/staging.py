@@ -176,7 +176,7 @@ class NanCheckingExecutable:
 def resolve_backend(backend: str) -> str:
     """``"auto"`` is Triton when a CUDA GPU is present, numba otherwise."""
     if backend == "auto":
-        from ..runtime.gpu import gpu_available  # noqa: PLC0415 - imports no triton, probes the driver once
+        from ..runtime.cuda import gpu_available  # noqa: PLC0415 - imports no triton, probes the driver once
         return "triton" if gpu_available() else "numba"
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS + ('auto',))}")
