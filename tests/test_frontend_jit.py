@@ -238,6 +238,20 @@ def test_dump_parse_and_command_line_run(tmp_path, monkeypatch):
         np.testing.assert_allclose(saved["arr_0"], expected)
 
 
+def test_dump_writes_every_compiler_stage_and_each_reloads(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERNELFLOW_DUMP", str(tmp_path))
+    f = kf.jit(lambda x: kf.softmax(x * 2.0, axis=-1))
+    expected = f(X)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["lambda.0.explain.txt", "lambda.0.fused.kf", "lambda.0.kf", "lambda.0.module.py",
+                     "lambda.0.optimized.kf", "lambda.0.plan.txt"]
+    for stage in ("kf", "optimized.kf", "fused.kf"):  # every graph stage is a reproducer
+        graph = kf.ir.verify(kf.ir.parse((tmp_path / f"lambda.0.{stage}").read_text()))
+        np.testing.assert_allclose(kf.ir.interpret(graph, [X])[0], expected, rtol=1e-6)
+    assert "kernel" in (tmp_path / "lambda.0.fused.kf").read_text()      # nodes tagged with their kernel
+    assert "@njit" in (tmp_path / "lambda.0.module.py").read_text()
+
+
 def test_check_nan_names_the_node():
     @interp(check_nan=True)
     def f(x):

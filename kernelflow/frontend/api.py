@@ -25,17 +25,39 @@ from .tracer import Tracer, top_trace
 _dump_counts: dict[str, int] = {}
 
 
-def _dump(graph: Graph) -> None:
-    """With KERNELFLOW_DUMP=<dir>, write every traced graph to <dir>/<name>.<n>.kf."""
+def _dump(graph: Graph) -> str | None:
+    """With KERNELFLOW_DUMP=<dir>, write a traced graph to <dir>/<name>.<n>.kf; returns <dir>/<name>.<n>."""
     directory = os.environ.get("KERNELFLOW_DUMP")
     if not directory:
-        return
+        return None
     from ..ir.printer import print_graph  # noqa: PLC0415
     os.makedirs(directory, exist_ok=True)
     n = _dump_counts.get(graph.name, 0)
     _dump_counts[graph.name] = n + 1
-    with open(os.path.join(directory, f"{graph.name}.{n}.kf"), "w") as f:
+    prefix = os.path.join(directory, f"{graph.name}.{n}")
+    with open(prefix + ".kf", "w") as f:
         f.write(print_graph(graph))
+    return prefix
+
+
+# What a compiled executable can show of itself, and the file each stage is dumped to.
+DUMP_STAGES = (("optimized", "kf"), ("fused", "kf"), ("plan", "txt"), ("module", "py"))
+
+
+def _dump_compiled(prefix: str, exe) -> None:
+    """Each compiler stage of ``exe`` next to its traced graph: <prefix>.<stage>.<ext> (the .kf files parse
+    back: the fused one tags each node with its kernel in a comment), plus the fusion decisions."""
+    if not hasattr(exe, "explain"):  # the interpreter runs the traced graph itself: nothing more to show
+        return
+    for stage, ext in DUMP_STAGES:
+        try:
+            text = exe.ir(stage)
+        except ValueError:  # a backend without that stage (the interpreter has no fusion)
+            continue
+        with open(f"{prefix}.{stage}.{ext}", "w") as f:
+            f.write(text)
+    with open(f"{prefix}.explain.txt", "w") as f:
+        f.write(exe.explain())
 
 
 class Lowered:
@@ -217,7 +239,7 @@ class Jitted:
 
         self.trace_count += 1
         traced = trace_graph(fn_of_leaves, types, self.name)
-        _dump(traced.graph)
+        traced.dump_prefix = _dump(traced.graph)
         return traced
 
     # -- calling ------------------------------------------------------------------------------------
@@ -232,6 +254,8 @@ class Jitted:
             if compiled is None:
                 compiled = entry.compiled = (compile_executable(entry.graph, self.backend, self.check_nan),
                                              [v.type.dtype.np_dtype for v in entry.graph.inputs])
+                if entry.dump_prefix:
+                    _dump_compiled(entry.dump_prefix, compiled[0])
             exe, dtypes = compiled
             arrays = [x if type(x) is np.ndarray and x.dtype == dt else np.asarray(x, dtype=dt)
                       for x, dt in zip(leaves, dtypes)]

@@ -69,6 +69,7 @@ class TracedGraph:
     captured: list[Tracer] = field(default_factory=list)
     n_args: int = 0  # inputs that stand for the arguments; the captured ones follow
     compiled: Any = None  # (executable, input dtypes), set by kf.jit on the first call
+    dump_prefix: str | None = None  # where KERNELFLOW_DUMP wrote this graph (its stages go beside it)
 
     @property
     def out_types(self) -> list[TensorType]:
@@ -169,6 +170,9 @@ class NanCheckingExecutable:
             interpret(self.graph, arrays, check_nan=True)  # raises naming the node when it finds it
             raise FloatingPointError(f"{self.graph.name}: an output holds NaN")
         return outs
+
+    def __getattr__(self, name):  # kernels, ir(), explain() ... are the compiled executable's
+        return getattr(self.inner, name)
 
 
 
