@@ -197,3 +197,18 @@ def test_kernel_dtypes_parameter_admits_half_precision_chains():
     assert [s.kind for s in fuse(g).steps].count("kernel") == 0
     plan = fuse(g, kernel_dtypes=KERNEL_DTYPES | {"f16"})
     assert [s.kind for s in plan.steps] == ["kernel"]
+
+
+def test_sibling_merges_stop_at_the_node_cap():
+    """Forty chains reading one input (an unrolled loop reading its labels): siblings merge only up to
+    MAX_SIBLING_NODES nodes per kernel (compile time), the refusals are explained, results agree."""
+    from kernelflow.passes.fusion import MAX_SIBLING_NODES
+
+    def fn(b, x):
+        return [b.exp(b.mul(x, b.full_like(x, 0.01 * (i + 1)))) for i in range(40)]
+    g = build([((4, 8), "f32")], fn)
+    plan = fuse(g)
+    sizes = [len(s.nodes) for s in plan.kernels()]
+    assert max(sizes) <= MAX_SIBLING_NODES and len(sizes) > 1
+    assert any(f"exceed {MAX_SIBLING_NODES} nodes" in d for d in plan.decisions)
+    agree(compile_graph(g), [rand(4, 8)])

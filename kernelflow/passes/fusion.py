@@ -28,7 +28,12 @@ consumers first, then siblings that read the same buffer):
    kernels; 3. all reductions of a group reduce the same inner dims and are evaluated once per row;
 4. no expensive op (transcendentals, pow, reductions) is evaluated more often than its value has
    elements (no recomputation through broadcasts or two different index maps); cheap ops may be;
-5. per-element outputs are written with unit stride in the innermost domain dim (no strided writes).
+5. per-element outputs are written with unit stride in the innermost domain dim (no strided writes);
+6. siblings merge only while the kernel stays within ``MAX_SIBLING_NODES`` nodes: merging saves a
+   re-read of the shared buffer, but an unrolled loop (an RNN's 64 steps all reading the labels)
+   would become one kernel of thousands of nodes, whose numba compile time grows faster than linearly
+   (the W7 LSTM step: one 2176-node kernel, minutes); kept apart, the per-step kernels are identical
+   and compile once.
 
 Outputs of a kernel are a subset of the values the unfused graph materialises, so fusion never adds
 a buffer; the runtime's memory plan checks the peak against the unfused graph and reports both.
@@ -50,6 +55,7 @@ LIBRARY_OPS = frozenset({"dot_general", "conv2d", "conv2d_input_grad", "conv2d_w
 CHEAP_OPS = frozenset({"neg", "abs", "sign", "floor", "add", "sub", "mul", "div", "maximum", "minimum",
                        "eq", "ne", "lt", "le", "gt", "ge", "select", "cast"})
 # dtypes the CPU kernels compute in (f16/bf16 go through numpy).
+MAX_SIBLING_NODES = 64  # see rule 6
 KERNEL_DTYPES = frozenset({"f32", "f64", "i8", "i32", "i64", "u8", "u32", "bool"})
 
 
@@ -607,8 +613,14 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
         for i, a in enumerate(readers):
             for b in readers[i + 1:]:
                 ga, gb = groups.group[a], groups.group[b]
-                if ga != gb:
-                    try_merge(ga, gb, (a, b), f"siblings {describe(a)} and {describe(b)} both read {nm(v)}")
+                if ga == gb:
+                    continue
+                why = f"siblings {describe(a)} and {describe(b)} both read {nm(v)}"
+                if len(groups.members[ga]) + len(groups.members[gb]) > MAX_SIBLING_NODES:
+                    outcome[(a, b)] = (False, f"not fused: {why}: the kernel would exceed "
+                                              f"{MAX_SIBLING_NODES} nodes (compile time)")
+                    continue
+                try_merge(ga, gb, (a, b), why)
     for (a, b), (fused, text) in outcome.items():
         if fused or groups.group[a] != groups.group[b]:
             decisions.append(text)
