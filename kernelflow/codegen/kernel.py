@@ -96,6 +96,7 @@ class Kernel:
     stash: dict[int, int]         # expr id -> the phase that computes and stashes it
     nodes: list[str]
     stash_out: dict[int, int] = field(default_factory=dict)  # expr id -> index of the store it borrows
+    _phases: dict | None = field(default=None, repr=False, compare=False)  # expr_phases, computed once
 
     @property
     def outer_size(self) -> int:
@@ -295,6 +296,12 @@ def _choose_stash_out(exprs, stores, stash: dict[int, int], phases: int, n_outer
 
 def expr_phases(kernel: Kernel) -> dict[int, set[int]]:
     """For each element-level expr, the phases whose inner loop evaluates it (stash loads count)."""
+    if kernel._phases is None:
+        kernel._phases = _expr_phases(kernel)
+    return kernel._phases
+
+
+def _expr_phases(kernel: Kernel) -> dict[int, set[int]]:
     used: dict[int, set[int]] = {}
     for p in range(kernel.phases):
         stack, seen = list(phase_roots(kernel.exprs, kernel.stores, p)), set()
