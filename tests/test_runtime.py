@@ -215,3 +215,20 @@ def test_mlp_training_step_matches_the_interpreter_for_20_steps():
         loss_r, p_r = reference(p_r, x, labels)
         np.testing.assert_allclose(loss_c, loss_r, rtol=1e-4, atol=1e-6)
     assert float(loss_c) < float(compiled(params, x, labels)[0])  # it learned
+
+
+def test_profile_table_has_bytes_and_rates():
+    """KERNELFLOW_PROFILE's table: one row per step with the bytes it moves (computed here from the
+    shapes: a (64, 128) f32 softmax reads and writes 32 KiB each) and a rate."""
+    def fn(b, x):
+        m = b.emit("broadcast_in_dim", b.reduce_max(x, axes=(1,)), shape=x.shape, dims=(0,))
+        e = b.exp(b.sub(x, m))
+        return [b.div(e, b.emit("broadcast_in_dim", b.reduce_sum(e, axes=(1,)), shape=x.shape, dims=(0,)))]
+    exe = compile_graph(build([((64, 128), "f32")], fn, "prof"), profile=True)
+    assert "no profile" in exe.profile()
+    exe(rand(64, 128))
+    lines = exe.profile().splitlines()
+    assert "MiB" in lines[1] and "GB/s" in lines[1]
+    kernel_rows = [line for line in lines[2:] if " kernel " in line]
+    assert len(kernel_rows) == 1
+    assert abs(float(kernel_rows[0].split()[4]) - 2 * 64 * 128 * 4 / 2**20) < 0.006  # printed to 0.01 MiB

@@ -202,21 +202,38 @@ class Executable:
     def _kernel_steps(self) -> dict[int, Kernel]:
         return self._step_kernels
 
+    def step_bytes(self, i: int) -> int:
+        """Minimum bytes step ``i`` moves: every buffer it reads once plus every buffer it writes
+        (views and constants move nothing; literals inlined in a kernel are not buffers)."""
+        step = self.plan.steps[i]
+        if step.kind in ("view", "constant"):
+            return 0
+        if i in self._step_kernels:
+            return sum(p.size * p.dtype.itemsize for p in self._step_kernels[i].params)
+        inside = {v for n in step.nodes for v in n.outputs}
+        reads = {v for n in step.nodes for v in n.inputs if v not in inside}
+        return sum(v.type.size * v.dtype.itemsize for v in reads | inside)
+
     def profile(self) -> str:
-        """Per-step wall time (compile with ``profile=True`` or ``KERNELFLOW_PROFILE=1``), slowest first."""
+        """Per-step wall time (compile with ``profile=True`` or ``KERNELFLOW_PROFILE=1``), slowest first,
+        with the bytes each step moves at least and the rate that makes (GB/s: compare with the
+        machine's copy bandwidth to see which kernels are memory-bound and how far from it)."""
         calls = self._profile[-1]
         if not calls:
             return "no profile: compile with profile=True (or KERNELFLOW_PROFILE=1) and call the executable"
         total = sum(self._profile[:-1])
         rows = sorted(range(len(self.plan.steps)), key=lambda i: -self._profile[i])
         lines = [f"profile of {self.graph.name}: {calls} calls, {total / calls * 1e3:.3f} ms per call in steps",
-                 f"{'step':>5} {'kind':8} {'ms/call':>9} {'share':>6}  what"]
+                 f"{'step':>5} {'kind':8} {'ms/call':>9} {'share':>6} {'MiB':>8} {'GB/s':>7}  what"]
         names = {i: k.name for i, k in self._step_kernels.items()}
         for i in rows:
             t = self._profile[i] / calls
             s = self.plan.steps[i]
+            nbytes = self.step_bytes(i)
+            rate = f"{nbytes / t / 1e9:7.1f}" if t > 0 and nbytes else f"{'-':>7}"
             what = names.get(i) or ", ".join(f"{n.op} {self.plan.names[n.outputs[0]]}" for n in s.nodes[:3])
-            lines.append(f"{i:>5} {s.kind:8} {t * 1e3:9.3f} {100 * t * calls / max(total, 1e-12):5.1f}%  {what}")
+            lines.append(f"{i:>5} {s.kind:8} {t * 1e3:9.3f} {100 * t * calls / max(total, 1e-12):5.1f}% "
+                         f"{nbytes / 2**20:8.2f} {rate}  {what}")
         return "\n".join(lines)
 
     def explain(self) -> str:
