@@ -29,6 +29,7 @@ import numpy as np
 
 from ...ir import primitive
 from ...ir.types import DType
+from ...passes.fusion import CHEAP_OPS as _CHEAP
 from ..kernel import Affine, Kernel, phase_roots
 
 # Measured on the 2-core machines: a pointwise kernel over 300K floats takes 0.12 ms serial; the same
@@ -205,6 +206,8 @@ class _Printer:
         self.emit(1, doc)
         for line in k.nodes:
             self.emit(1, f"# {line}")
+        if not parallel and self.is_column_reduction():
+            return self.print_columns(), False
         chunked = parallel and len(k.outer) == 1 and not k.inner and k.outer[0] > CHUNK
         scratch = [i for i in k.stash if i not in k.stash_out]
 
@@ -272,6 +275,62 @@ class _Printer:
             self.emit(depth, f"{k.params[s.buffer].name}[{index(s.offset, self.index_names)}] = "
                              f"{self.var(s.expr)}  # store {s.label}")
         return "\n".join(self.lines) + "\n", parallel
+
+
+    # -- column reductions: reduced dims strided, the row dim unit-stride ------------------------
+    def is_column_reduction(self) -> bool:
+        """A one-phase reduction whose loads walk the single outer dim with unit stride and the inner
+        dims with a larger one (a bias gradient: sum over the batch of a (batch, n) matrix). Looping
+        rows outside would read strided; the interchanged loop nest reads rows contiguously and
+        keeps one accumulator per output in a small array (``print_columns``). Serial kernels only
+        (a parallel loop over the reduced dim would race on the accumulators)."""
+        k = self.k
+        if len(k.outer) != 1 or not k.inner or k.phases != 1 or k.stash or any(s.inner for s in k.stores):
+            return False
+        inner_loads = [e for e in k.exprs if e.kind == "load" and e.inner]
+        if not inner_loads or any(e.offset.coeffs[0] != 1 or e.offset.coeffs[-1] == 1 for e in inner_loads):
+            return False
+        roots = phase_roots(k.exprs, k.stores, 0)
+        return all(k.exprs[i].kind in ("load", "literal", "index") or k.exprs[i].op in _CHEAP
+                   for i in self.row_deps(roots))  # recomputed per element: must be cheap
+
+    def print_columns(self) -> str:
+        k = self.k
+        n = k.outer[0]
+        reductions = [e for e in k.exprs if e.kind == "reduce"]
+        self.emit(1, "# column reduction: rows inside (unit stride), one accumulator per row")
+        for e in reductions:
+            self.emit(1, f"acc{e.id} = np.full({n}, {reduce_init(e.reduce, e.dtype)})  # {e.label}")
+        d = 1
+        for j, size in enumerate(k.inner):
+            self.emit(d, f"for {self.inner_names[j]} in range({size}):")
+            d += 1
+        self.emit(d, f"for o0 in range({n}):")
+        d += 1
+        roots = phase_roots(k.exprs, k.stores, 0)
+        for i in self.row_deps(roots):
+            self.emit_row(i, d)
+        done: set[int] = set()
+        for r in roots:
+            self.emit_elem(r, d, 0, done)
+        for e in reductions:
+            acc, x = f"acc{e.id}[o0]", self.var(e.args[0])
+            if e.reduce == "sum":
+                self.emit(d, f"{acc} = {_cast(f'{acc} + {x}', e.dtype)}")
+            else:
+                fn = "kf_max_acc" if e.reduce == "max" else "kf_min_acc"
+                self.emit(d, f"{acc} = {fn}({acc}, {x})")
+        self.row_done = set()
+        self.emit(1, f"for o0 in range({n}):")
+        for e in reductions:
+            self.emit(2, f"{self.var(e.id)} = acc{e.id}[o0]")
+            self.row_done.add(e.id)
+        for st in k.stores:
+            self.emit_row(st.expr, 2)
+        for st in k.stores:
+            self.emit(2, f"{k.params[st.buffer].name}[{index(st.offset, self.index_names)}] = "
+                         f"{self.var(st.expr)}  # store {st.label}")
+        return "\n".join(self.lines) + "\n"
 
 
 def print_kernel(kernel: Kernel, cache: bool = True) -> tuple[str, bool]:
