@@ -47,7 +47,7 @@ DUMP_STAGES = (("optimized", "kf"), ("fused", "kf"), ("plan", "txt"), ("module",
 def _dump_compiled(prefix: str, exe) -> None:
     """Each compiler stage of ``exe`` next to its traced graph: <prefix>.<stage>.<ext> (the .kf files parse
     back: the fused one tags each node with its kernel in a comment), plus the fusion decisions."""
-    if not hasattr(exe, "explain"):  # the interpreter runs the traced graph itself: nothing more to show
+    if exe.backend == "interpret":  # the interpreter runs the traced graph itself: nothing more to show
         return
     for stage, ext in DUMP_STAGES:
         try:

@@ -138,23 +138,6 @@ def interpret_runner(graph: Graph, check_nan: bool = False):
 
 
 # -- backends -----------------------------------------------------------------------------------------
-class InterpretExecutable:
-    """Runs a graph with the reference interpreter (``backend="interpret"``)."""
-
-    backend = "interpret"
-
-    def __init__(self, graph: Graph, check_nan: bool = False):
-        self.graph = graph
-        self.check_nan = check_nan
-
-    def __call__(self, *arrays) -> list[np.ndarray]:
-        from ..ir.interpret import interpret  # noqa: PLC0415
-        return interpret(self.graph, arrays, check_nan=self.check_nan)
-
-    def __repr__(self) -> str:
-        return f"<InterpretExecutable {self.graph.name}>"
-
-
 class NanCheckingExecutable:
     """Wraps a compiled executable: if an output holds a NaN, re-run the interpreter to name the node."""
 
@@ -189,8 +172,9 @@ def resolve_backend(backend: str) -> str:
 
 def compile_executable(graph: Graph, backend: str = "numba", check_nan: bool = False):
     backend = resolve_backend(backend)
-    if backend == "interpret":
-        return InterpretExecutable(graph, check_nan)
+    if backend == "interpret":  # the interpreter checks each node itself, naming the first NaN
+        from ..runtime.executable import InterpretedExecutable  # noqa: PLC0415
+        return InterpretedExecutable(graph, check_nan)
     from ..runtime import compile_graph  # noqa: PLC0415 - numba loads only when a graph is compiled
     exe = compile_graph(graph, backend=backend)
     return NanCheckingExecutable(exe, graph) if check_nan else exe

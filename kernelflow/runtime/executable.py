@@ -249,13 +249,14 @@ class InterpretedExecutable:
 
     backend = "interpret"
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, check_nan: bool = False):
         self.graph = graph
+        self.check_nan = check_nan
         self.kernels: list = []
         self.compile_info = {"seconds": 0.0, "compiled": 0, "cache_hits": 0}
 
     def __call__(self, *arrays) -> list[np.ndarray]:
-        return interpret(self.graph, arrays)
+        return interpret(self.graph, arrays, check_nan=self.check_nan)
 
     def ir(self, stage: str = "input") -> str:
         return print_graph(self.graph)
@@ -265,10 +266,7 @@ class InterpretedExecutable:
 
 
 def _optimize(graph: Graph) -> Graph:
-    try:
-        from ..passes.pipeline import optimize
-    except ImportError:  # pragma: no cover - the pipeline is optional
-        return graph
+    from ..passes.pipeline import optimize
     return optimize(graph)
 
 
