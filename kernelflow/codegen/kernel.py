@@ -240,6 +240,24 @@ def _assign_phases(exprs, stores, has_rows: bool) -> int:
     return count
 
 
+def row_deps(kernel: Kernel, roots) -> list[int]:
+    """Row-level exprs that the element-level exprs of ``roots`` need (each backend hoists them out of
+    its inner loop), in dependency order."""
+    found, stack, seen = [], list(roots), set()
+    while stack:
+        i = stack.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        e = kernel.exprs[i]
+        if not e.inner:
+            if e.kind != "reduce":
+                found.append(i)
+            continue
+        stack.extend(e.args)
+    return sorted(found)
+
+
 def phase_roots(exprs, stores, p: int) -> list[int]:
     """The element-level exprs the inner loop of phase ``p`` must produce."""
     roots = [e.args[0] for e in exprs if e.kind == "reduce" and e.phase == p]

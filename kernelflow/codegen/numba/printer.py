@@ -30,7 +30,7 @@ import numpy as np
 from ...ir import primitive
 from ...ir.types import DType
 from ...passes.fusion import CHEAP_OPS as _CHEAP
-from ..kernel import Affine, Kernel, phase_roots
+from ..kernel import Affine, Kernel, phase_roots, row_deps
 
 # Measured on the 2-core machines: a pointwise kernel over 300K floats takes 0.12 ms serial; the same
 # with prange under load (other processes running) 0.3 ms with passive OpenMP waiting and 8 ms with
@@ -146,22 +146,6 @@ class _Printer:
         self.emit(depth, f"{self.var(i)} = {self.expr_text(i)}{self.comment(i)}")
         self.row_done.add(i)
 
-    def row_deps(self, roots) -> list[int]:
-        """Row-level exprs reachable from element-level roots (to hoist out of the inner loop)."""
-        found, stack, seen = [], list(roots), set()
-        while stack:
-            i = stack.pop()
-            if i in seen:
-                continue
-            seen.add(i)
-            e = self.k.exprs[i]
-            if not e.inner:
-                if e.kind != "reduce":
-                    found.append(i)
-                continue
-            stack.extend(e.args)
-        return sorted(found)
-
     def emit_elem(self, i: int, depth: int, phase: int, done: set[int]):
         if i in done or not self.k.exprs[i].inner:
             return
@@ -239,7 +223,7 @@ class _Printer:
         for p in range(k.phases):
             roots = phase_roots(k.exprs, k.stores, p)
             reductions = [e for e in k.exprs if e.kind == "reduce" and e.phase == p]
-            for i in self.row_deps(roots):
+            for i in row_deps(self.k, roots):
                 self.emit_row(i, depth)
             self.emit(depth, f"# phase {p}: " + ", ".join(
                 [f"{e.reduce} for {e.label}" for e in reductions]
@@ -292,7 +276,7 @@ class _Printer:
             return False
         roots = phase_roots(k.exprs, k.stores, 0)
         return all(k.exprs[i].kind in ("load", "literal", "index") or k.exprs[i].op in _CHEAP
-                   for i in self.row_deps(roots))  # recomputed per element: must be cheap
+                   for i in row_deps(self.k, roots))  # recomputed per element: must be cheap
 
     def print_columns(self) -> str:
         k = self.k
@@ -308,7 +292,7 @@ class _Printer:
         self.emit(d, f"for o0 in range({n}):")
         d += 1
         roots = phase_roots(k.exprs, k.stores, 0)
-        for i in self.row_deps(roots):
+        for i in row_deps(self.k, roots):
             self.emit_row(i, d)
         done: set[int] = set()
         for r in roots:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ...ir import primitive
 from ...ir.types import DType
-from ..kernel import Affine, Kernel, phase_roots
+from ..kernel import Affine, Kernel, phase_roots, row_deps
 
 ROW_BLOCK_MAX = 4096          # largest row kept in registers as one block
 ROW_LOOP_BLOCK = 1024         # chunk of a row processed per loop iteration otherwise
@@ -302,7 +302,7 @@ class _Printer:
             stores = [s for s in k.stores if s.inner and s.phase == p]
             self.emit(1, f"# phase {p}: " + ", ".join(
                 [f"{e.reduce} for {e.label}" for e in reductions] + [f"store {s.label}" for s in stores]))
-            for i in self.row_deps(roots):
+            for i in row_deps(self.k, roots):
                 self.emit_row(i, 1)
             if self.single_block:
                 for r in roots:
@@ -356,21 +356,6 @@ class _Printer:
             return f"{fn}(tl.where(mask, {zeros} + {self.var(x.id)}, {ident}))"
         return f"{fn}({self.masked(e)})"
 
-    def row_deps(self, roots) -> list[int]:
-        """Row-level values the element values of ``roots`` need (hoisted out of the row loop)."""
-        found, stack, seen = [], list(roots), set()
-        while stack:
-            i = stack.pop()
-            if i in seen:
-                continue
-            seen.add(i)
-            e = self.k.exprs[i]
-            if not e.inner:
-                if e.kind != "reduce":
-                    found.append(i)
-                continue
-            stack.extend(e.args)
-        return sorted(found)
 
 
 def print_kernel(kernel: Kernel) -> PrintedKernel:
