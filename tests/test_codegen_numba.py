@@ -390,6 +390,9 @@ def test_max_pool_nan_and_inf_follow_the_reference():
 # -- vectorizable float32 transcendentals (helpers.kf_exp ...) against numpy's validation tables ------
 UMATH_DATA = __import__("pathlib").Path(np.__file__).parent / "_core" / "tests" / "data"
 APPROX = {"exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1", "tanh": "tanh", "logistic": None}
+# float32-arithmetic helpers: max error in ulp against the float64 value (measured on 20M inputs:
+# exp 0.77, tanh 1.33, logistic 0.77; see helpers.py)
+F32_ARITHMETIC_ULP = {"exp": 1.0, "tanh": 1.5, "logistic": 1.0}
 
 
 def _run_unary(op, x):
@@ -401,7 +404,7 @@ def _run_unary(op, x):
 def test_f32_transcendentals_within_one_ulp(op):
     """Max error 1 ulp against numpy's validation tables (correctly rounded values; the logistic has
     no table), and correctly rounded against a float64 oracle on random bit patterns and [-20, 20]
-    (exp, computed in float32: within 1 ulp of the float64 value there)."""
+    (exp, tanh and logistic, computed in float32: within F32_ARITHMETIC_ULP of the float64 value)."""
     rng = np.random.default_rng(7)
     x = np.concatenate([rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32).view(np.float32),
                         rng.uniform(-20, 20, 50_000).astype(np.float32),
@@ -424,12 +427,14 @@ def test_f32_transcendentals_within_one_ulp(op):
     with np.errstate(all="ignore"):
         want = oracle(x.astype(np.float64)).astype(np.float32)
     got = _run_unary(op, x)
-    if op == "exp":  # float32 arithmetic (helpers._exp_f32): within 1 ulp of the float64 value, not CR
-        with np.errstate(all="ignore"):
+    if op in F32_ARITHMETIC_ULP:  # computed in float32 (helpers._exp_f32 ...): not correctly rounded,
+        with np.errstate(all="ignore"):  # within a documented bound of the float64 value
             exact = oracle(x.astype(np.float64))
         finite = np.isfinite(want)
         np.testing.assert_array_equal(got[~finite], want[~finite])
-        assert (np.abs(got[finite] - exact[finite]) <= np.spacing(np.abs(want[finite]))).all()
+        err = np.abs(got[finite] - exact[finite]) / np.spacing(np.abs(want[finite]))
+        assert err.max() <= F32_ARITHMETIC_ULP[op], (op, x[finite][err.argmax()], err.max())
+        assert np.array_equal(np.signbit(got[x == 0]), np.signbit(x[x == 0])) or op != "tanh"  # odd: keeps -0.0
         return
     np.testing.assert_array_equal(got, want)  # NaN positions equal too; -0.0 == 0.0 here, checked below
     assert np.array_equal(np.signbit(got[x == 0]), np.signbit(want[x == 0])) or op in ("exp", "log", "logistic")

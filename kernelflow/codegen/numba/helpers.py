@@ -185,8 +185,13 @@ kf_cast_bool = _make_cast("bool", np.bool_)
 # ~1e-15 relative of a rounding boundary: max error 1 ulp (0.5 ulp + 2^-29 ulp), checked against
 # numpy's validation tables (numpy/_core/tests/data/umath-validation-set-*.csv) in
 # tests/test_codegen_numba.py. float64 arguments keep libm (math.*), accurate to < 1 ulp.
-# Exception: float32 exp itself (softmax's inner loop) is computed in float32 (``_exp_f32``, ~2.5x
-# faster): still <= 1 ulp (0.77 measured), but not correctly rounded.
+# Exceptions: float32 exp (softmax's inner loop), tanh and logistic (W1) are computed in float32
+# arithmetic (``_exp_f32``, ``_tanh_f32``, ``_logistic_f32``; twice the vector lanes, ~2.5x faster),
+# not correctly rounded: max error against the float64 value, measured on 20M inputs (random bit
+# patterns, [-1, 1], [-20, 20], [-110, 110], log-uniform magnitudes 1e-45..10): exp 0.77 ulp,
+# tanh 1.33 ulp, logistic 0.77 ulp; on numpy's tanh validation table <= 1 ulp from its correctly
+# rounded values. Their overloads are inlined at numba IR level (``inline="always"``): as calls,
+# LLVM's inliner keeps the bigger ones out of line and the loop does not vectorize.
 __all__ += ["kf_exp", "kf_log", "kf_log1p", "kf_expm1", "kf_tanh", "kf_logistic"]
 
 from llvmlite import ir as _ir  # noqa: E402
@@ -337,14 +342,10 @@ _I127, _I23, _I1 = np.int32(127), np.int32(23), np.int32(1)
 
 
 @_njit(inline="always", error_model="numpy")
-def _exp_f32(x):
-    """float32 exp in float32 arithmetic (twice the vector lanes of the double core, half the
-    terms): x = n ln2 + r with r kept to ~2^-48 as r + r_lo (FMA Cody-Waite), exp(r) = (1 + r) +
-    r^2 p(r), the 1 + r split exactly (Fast2Sum) so that only the last addition rounds at full
-    size; 2^n applied in two factors (subnormal results round once, overflow gives inf).
-    Max error 0.77 ulp on 25M random inputs (0.71 ulp for normal results), <= 1 ulp on numpy's
-    validation table; NOT correctly rounded (about 2% of results are 1 ulp off)."""
-    c = _clamp(x, _EXP_LO_F, _EXP_HI_F)
+def _exp_f32_parts(c):
+    """The core of ``_exp_f32`` for a clamped, non-NaN c: returns (hi, t, s1, s2) with
+    exp(c) = (hi + t) * s1 * s2, hi = 1 + r exact-ish and |t| < 0.07 |hi| (so hi + t can be split
+    exactly into a float32 pair by Fast2Sum), s1 and s2 powers of two."""
     n = np.floor(c * _LOG2E_F + _HALF_F)
     r_hi = _fma(n, -_LN2_HI_F, c)
     r = _fma(n, -_LN2_LO_F, r_hi)
@@ -357,10 +358,22 @@ def _exp_f32(x):
     p = _fma(p, r, _EXP_F[5])
     hi = _ONE_F + r
     lo = (_ONE_F - hi) + r
-    y = hi + _fma(p, r * r, lo + r_lo)
+    t = _fma(p, r * r, lo + r_lo)
     ni = np.int32(n)
     n1 = ni >> _I1
-    y = y * _bits_f32((n1 + _I127) << _I23) * _bits_f32((ni - n1 + _I127) << _I23)
+    return hi, t, _bits_f32((n1 + _I127) << _I23), _bits_f32((ni - n1 + _I127) << _I23)
+
+
+@_njit(inline="always", error_model="numpy")
+def _exp_f32(x):
+    """float32 exp in float32 arithmetic (twice the vector lanes of the double core, half the
+    terms): x = n ln2 + r with r kept to ~2^-48 as r + r_lo (FMA Cody-Waite), exp(r) = (1 + r) +
+    r^2 p(r), the 1 + r split exactly (Fast2Sum) so that only the last addition rounds at full
+    size; 2^n applied in two factors (subnormal results round once, overflow gives inf).
+    Max error 0.77 ulp on 25M random inputs (0.71 ulp for normal results), <= 1 ulp on numpy's
+    validation table; NOT correctly rounded (about 2% of results are 1 ulp off)."""
+    hi, t, s1, s2 = _exp_f32_parts(_clamp(x, _EXP_LO_F, _EXP_HI_F))
+    y = (hi + t) * s1 * s2
     return y if x == x else x
 
 
@@ -407,28 +420,72 @@ def _expm1(x):
     return lambda x: math.expm1(x)
 
 
-@overload(kf_tanh, jit_options=_JIT)
+_TANH_SMALL_F = _F32(0.625)
+# Cephes tanhf on |x| < 0.625: tanh(x) = x + x^3 p(x^2)
+_TANH_F = tuple(_F32(c) for c in (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
+                                  1.33314422036e-1, -3.33332819422e-1))
+_TWO_F, _ZERO_F, _TANH_CLAMP_F = _F32(2.0), _F32(0.0), _F32(40.0)
+
+
+@_njit(inline="always", error_model="numpy")
+def _tanh_f32(x):
+    """float32 tanh in float32 arithmetic, branch-free (selects only, so loops vectorize):
+    |x| < 0.625: odd polynomial x + x^3 p(x^2) (no cancellation near 0, keeps -0.0);
+    otherwise sign(x) (1 - 2 / (exp(2|x|) + 1)) with ``_exp_f32`` (tanh >= 0.55 there, so the
+    subtraction loses at most one bit); 2|x| is clamped to 40 (tanh is 1 in float32 from |x| ~ 9).
+    NaN -> NaN, +-inf -> +-1."""
+    a = -x if x < _ZERO_F else x
+    z = x * x
+    p = _TANH_F[0]
+    p = _fma(p, z, _TANH_F[1])
+    p = _fma(p, z, _TANH_F[2])
+    p = _fma(p, z, _TANH_F[3])
+    p = _fma(p, z, _TANH_F[4])
+    small = _fma(p, z * x, x)
+    e = _exp_f32(_clamp(a + a, _ZERO_F, _TANH_CLAMP_F))
+    big = _ONE_F - _TWO_F / (e + _ONE_F)
+    big = -big if x < _ZERO_F else big
+    y = small if a < _TANH_SMALL_F else big
+    return y if a > _ZERO_F else x  # +-0 and NaN are their own tanh
+
+
+@_njit(inline="always", error_model="numpy")
+def _logistic_f32(x):
+    """float32 1 / (1 + exp(-x)) in float32 arithmetic, branch-free (selects only). With
+    e = exp(-|x|) (never overflows; subnormal results down to x ~ -104 come out right instead of
+    1 / inf = 0): x >= 0: 1 / (1 + e), x < 0: e / (1 + e). A plain float32 e (0.77 ulp) and a
+    plain division give 2.3 ulp for x < 0, so e is kept as an unrounded pair e_hi + e_lo from
+    ``_exp_f32_parts``, 1 + e as d + d_lo (Fast2Sum), and 1 / (d + d_lo) as r + r * rr (one
+    division and one Newton step); the numerator times that is rounded once, in the last FMA.
+    -inf -> 0, +inf -> 1, NaN -> NaN."""
+    a = -x if x < _ZERO_F else x
+    hi, t, s1, s2 = _exp_f32_parts(_clamp(-a, _EXP_LO_F, _ZERO_F))
+    m = hi + t
+    m_lo = (hi - m) + t
+    e_hi = m * s1 * s2
+    e_lo = m_lo * s1 * s2
+    d = _ONE_F + e_hi  # e <= 1
+    d_lo = ((_ONE_F - d) + e_hi) + e_lo
+    r = _ONE_F / d
+    rr = _fma(-r, d, _ONE_F) - r * d_lo  # 1 - r (d + d_lo), the first term exact
+    neg = x < _ZERO_F
+    num = e_hi if neg else _ONE_F
+    num_lo = e_lo if neg else _ZERO_F
+    q = num * r
+    q_lo = _fma(num, r, -q)  # exact product error
+    y = q + _fma(q, rr, q_lo + num_lo * r)
+    return y if x == x else x
+
+
+@overload(kf_tanh, jit_options=_JIT, inline="always")
 def _tanh(x):
     if _is_f32(x):
-        def impl(x):
-            # few selects and no abs()/and/or (control flow LLVM does not always if-convert): the loop
-            # must stay branch-free to vectorize
-            d = np.float64(x)
-            big = 1.0 - 2.0 / (_exp_core(_clamp(2.0 * d, -40.0, 40.0)) + 1.0)  # no cancellation for |d| >= 0.01
-            z = d * d
-            small = d * (1.0 - z * (1.0 / 3.0 - z * (2.0 / 15.0 - z * (17.0 / 315.0))))  # keeps -0.0
-            y = small if z < 1e-4 else big
-            return y if d == d else d
-        return impl
+        return lambda x: _tanh_f32(x)
     return lambda x: math.tanh(x)
 
 
-@overload(kf_logistic, jit_options=_JIT)
+@overload(kf_logistic, jit_options=_JIT, inline="always")
 def _logistic(x):
     if _is_f32(x):
-        def impl(x):
-            d = np.float64(x)
-            y = 1.0 / (1.0 + _exp_core(_clamp(-d, -700.0, 700.0)))
-            return y if d == d else d
-        return impl
+        return lambda x: _logistic_f32(x)
     return lambda x: 1.0 / (1.0 + math.exp(-x))
