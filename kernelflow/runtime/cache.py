@@ -15,6 +15,9 @@ its cache, compiling nothing.
   compiling the same graph at once both succeed and share the result.
 * A corrupt entry (a module whose text differs from what it must be, or numba cache files that fail to
   load) is reported once per entry as a ``RuntimeWarning``, deleted, and rebuilt.
+
+Finding a module by its source needs the whole pass pipeline; ``graph_cache.py`` keeps a second kind
+of entry, keyed by the input graph's text, that holds the source, so a warm process runs no pass.
 """
 from __future__ import annotations
 
@@ -95,13 +98,14 @@ def _remove_entry(path: Path):
             pass
 
 
-def _atomic_create(path: Path, text: str) -> None:
-    """Create ``path`` with ``text`` atomically; if another process created it first, keep theirs."""
+def atomic_create(path: Path, content: str | bytes) -> None:
+    """Create ``path`` with ``content`` atomically; if another process created it first, keep theirs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    data = content.encode("utf-8") if isinstance(content, str) else content
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         try:
@@ -162,7 +166,7 @@ def load_module(source: str, backend: str = "numba") -> tuple[types.ModuleType, 
             on_disk = False
     try:
         if not path.exists():
-            _atomic_create(path, source)
+            atomic_create(path, source)
     except OSError as e:
         _warn_once(f"dir:{path.parent}", f"kernelflow: cannot write the cache in {path.parent} ({e}); "
                                          f"compiling in memory")
@@ -177,7 +181,7 @@ def load_module(source: str, backend: str = "numba") -> tuple[types.ModuleType, 
         _warn_once(name, f"kernelflow: cache entry {path} failed to load ({type(e).__name__}: {e}); "
                          f"rebuilding it")
         _remove_entry(path)
-        _atomic_create(path, source)
+        atomic_create(path, source)
         module = _import_file(name, path)
         on_disk = False
     return module, {"key": key, "path": str(path), "on_disk": on_disk, "in_process": False}

@@ -12,7 +12,9 @@ loads the generated module (through the persistent cache) and returns an ``Execu
   ``"plan"`` (the buffer plan), ``"kernels"``, ``"module"`` (the whole generated source).
 * ``exe.explain()``: every fusion decision with its reason, and the memory plan.
 * ``exe.compile_info``: seconds spent, whether the module came from the disk cache, numba cache hits
-  and compilations.
+  and compilations, ``passes``: whether this compile ran the pass pipeline (False when the graph-keyed
+  cache entry, ``graph_cache.py``, supplied the module; the optimized graph, plans and kernel
+  descriptions are then rebuilt on first inspection: ``ir()``, ``explain()``, ``kernels``, ``plan``).
 
 Calls from several threads are safe: a call that finds the pool busy runs on a private pool.
 """
@@ -34,11 +36,12 @@ from ..ir.interpret import check_argument, interpret
 from ..ir.printer import print_graph
 from ..passes.fusion import FusionPlan, explain as explain_fusion, fuse
 from ..passes.memory import MemoryPlan, plan_memory
-from . import cache
+from . import cache, graph_cache
 
 BACKENDS = ("numba", "interpret", "triton")
 _COMPILED: dict = {}
 _COMPILED_LOCK = threading.Lock()
+PIPELINE_RUNS = 0  # how many times this process ran the pass pipeline (tests check the warm path runs none)
 
 
 @dataclass
@@ -100,71 +103,126 @@ class OutputRecycler:
         return a
 
 
+@dataclass
+class PassResults:
+    """What the pass pipeline produces besides the module (needed only to inspect an executable)."""
+    optimized: Graph
+    plan: FusionPlan
+    kernels: dict[int, Kernel]      # step index -> kernel description
+    memory: MemoryPlan
+    kernel_sources: dict[str, str]  # kernel name -> its source
+
+
+def portable_bindings(bindings) -> list[tuple]:
+    """The driver's bindings as (name, kind, payload) of plain values: a constant's Value becomes its
+    array, so the list can be stored in the graph-keyed cache and the executable needs no graph."""
+    out = []
+    for b in bindings:
+        payload = b.payload.producer.attrs["value"] if b.kind in ("const", "const_flat") else b.payload
+        out.append((b.name, b.kind, payload))
+    return out
+
+
 class Executable:
-    """A compiled graph. See the module docstring."""
+    """A compiled graph. See the module docstring.
+
+    ``build`` is what running needs (the graph cache entry's fields: source, portable bindings,
+    slot_bytes, n_steps, kernel_names); ``passes`` what inspecting needs, or None on a cache hit, when
+    ``rebuild()`` recomputes it on first use."""
 
     backend = "numba"
 
-    def __init__(self, graph: Graph, optimized: Graph, plan: FusionPlan, kernels: dict[int, Kernel],
-                 memory: MemoryPlan, source: str, kernel_sources: dict, module, bindings, compile_info):
+    def __init__(self, graph: Graph, build: dict, module, compile_info, passes: PassResults | None, rebuild):
         self.graph = graph
-        self.optimized = optimized
-        self.plan = plan
-        self.memory = memory
-        self.source = source
+        self.source = build["source"]
         self.module = module
         self.compile_info = compile_info
-        self.kernels = [KernelInfo(k.name, k.kind, kernel_sources[k.name], k.nodes, k)
-                        for k in kernels.values()]
-        self._step_kernels = kernels
-        self._profile = [0.0] * (len(plan.steps) + 1)
-        self._bindings = bindings
+        self._slot_bytes = build["slot_bytes"]
+        self._bindings = build["bindings"]
+        self._passes = passes
+        self._rebuild = rebuild
+        self._rebuild_lock = threading.Lock()
+        self._profile = [0.0] * (build["n_steps"] + 1)
         self._lock = threading.Lock()
         self._run = module.make_run(self._state())
 
+    # -- what the passes produced (rebuilt on first use after a graph cache hit) -------------------
+    def _pass_results(self) -> PassResults:
+        with self._rebuild_lock:
+            if self._passes is None:
+                passes, build = self._rebuild()
+                if build["source"] != self.source:  # only a nondeterministic pass could do this
+                    import warnings
+                    warnings.warn(f"kernelflow: rebuilding the plans of graph {self.graph.name} gave a "
+                                  f"different module than the cached one; ir()/explain() describe the "
+                                  f"rebuilt one", RuntimeWarning, stacklevel=3)
+                self._passes = passes
+            return self._passes
+
+    @property
+    def optimized(self) -> Graph:
+        return self._pass_results().optimized
+
+    @property
+    def plan(self) -> FusionPlan:
+        return self._pass_results().plan
+
+    @property
+    def memory(self) -> MemoryPlan:
+        return self._pass_results().memory
+
+    @property
+    def _step_kernels(self) -> dict[int, Kernel]:
+        return self._pass_results().kernels
+
+    @property
+    def kernels(self) -> list[KernelInfo]:
+        p = self._pass_results()
+        return [KernelInfo(k.name, k.kind, p.kernel_sources[k.name], k.nodes, k) for k in p.kernels.values()]
+
     # -- running ------------------------------------------------------------------------------
     def _coerce(self, i: int, a):
-        v = self.optimized.inputs[i]
+        v = self.graph.inputs[i]  # the passes keep the inputs and their types
         return check_argument(v, a, f"input {i} of graph {self.graph.name}")
 
     def _state(self) -> dict:
         """Allocate a pool and bind everything the generated driver needs."""
-        pool = [np.empty(max(n, 1), np.uint8) for n in self.memory.slot_bytes]
+        pool = [np.empty(max(n, 1), np.uint8) for n in self._slot_bytes]
         state = {"_coerce": self._coerce, "_as_tuple": _as_tuple}
-        for b in self._bindings:
-            if b.kind == "slot":
-                slot, dtype, size = b.payload
-                state[b.name] = pool[slot][:size * dtype.itemsize].view(dtype.np_dtype)
-            elif b.kind == "slot_nd":
-                slot, dtype, shape = b.payload
+        for name, kind, payload in self._bindings:
+            if kind == "slot":
+                slot, dtype, size = payload
+                state[name] = pool[slot][:size * dtype.itemsize].view(dtype.np_dtype)
+            elif kind == "slot_nd":
+                slot, dtype, shape = payload
                 size = int(np.prod(shape, dtype=np.int64))
-                state[b.name] = pool[slot][:size * dtype.itemsize].view(dtype.np_dtype).reshape(shape)
-            elif b.kind == "const":
-                state[b.name] = b.payload.producer.attrs["value"]
-            elif b.kind == "const_flat":
-                state[b.name] = np.ascontiguousarray(b.payload.producer.attrs["value"]).reshape(-1)
-            elif b.kind == "ref":
-                state[b.name] = primitive.get(b.payload).reference
-            elif b.kind == "window":
-                state[b.name] = window_runners()[b.payload]
-            elif b.kind == "matmul":
+                state[name] = pool[slot][:size * dtype.itemsize].view(dtype.np_dtype).reshape(shape)
+            elif kind == "const":
+                state[name] = payload
+            elif kind == "const_flat":
+                state[name] = np.ascontiguousarray(payload).reshape(-1)
+            elif kind == "ref":
+                state[name] = primitive.get(payload).reference
+            elif kind == "window":
+                state[name] = window_runners()[payload]
+            elif kind == "matmul":
                 from ..codegen.numba.blas import matmul
-                state[b.name] = matmul
-            elif b.kind == "scratch":
-                state[b.name] = {}  # per pool: im2col buffers of the window kernels
-            elif b.kind == "recycle":
-                size, dtype = b.payload
-                state[b.name] = OutputRecycler(size, dtype.np_dtype)
-            elif b.kind == "attrs":
-                state[b.name] = b.payload
-            elif b.kind == "dtype":
-                state[b.name] = b.payload.np_dtype
-            elif b.kind == "profile":
-                state[b.name] = self._profile
-            elif b.kind == "clock":
-                state[b.name] = time.perf_counter
+                state[name] = matmul
+            elif kind == "scratch":
+                state[name] = {}  # per pool: im2col buffers of the window kernels
+            elif kind == "recycle":
+                size, dtype = payload
+                state[name] = OutputRecycler(size, dtype.np_dtype)
+            elif kind == "attrs":
+                state[name] = payload
+            elif kind == "dtype":
+                state[name] = payload.np_dtype
+            elif kind == "profile":
+                state[name] = self._profile
+            elif kind == "clock":
+                state[name] = time.perf_counter
             else:  # pragma: no cover
-                raise AssertionError(b.kind)
+                raise AssertionError(kind)
         return state
 
     def __call__(self, *arrays) -> list[np.ndarray]:
@@ -240,8 +298,8 @@ class Executable:
         return explain_fusion(self.plan) + "\n" + self.memory.describe(self.plan.names)
 
     def __repr__(self) -> str:
-        return (f"<Executable {self.graph.name}: {len(self.plan.steps)} steps, {len(self.kernels)} kernels, "
-                f"backend numba>")
+        return (f"<Executable {self.graph.name}: {len(self._profile) - 1} steps, "
+                f"{len(self.compile_info['kernel_names'])} kernels, backend numba>")
 
 
 class InterpretedExecutable:
@@ -290,6 +348,42 @@ def compile_graph(graph: Graph, backend: str = "numba", *, optimize: bool = True
         if memo_key in _COMPILED:
             return _COMPILED[memo_key]
     start = time.perf_counter()
+
+    def run_passes():
+        return _run_passes(graph, optimize, profile)
+
+    build = entry_key = None
+    if cache.cache_enabled():
+        entry_key = graph_cache.entry_key(text, backend, f"optimize={optimize} profile={profile}")
+        build = graph_cache.load(entry_key, backend)
+    passes = None
+    if build is None:
+        passes, build = run_passes()
+        if entry_key is not None:
+            graph_cache.store(entry_key, backend, build)
+    codegen_done = time.perf_counter()
+    module, info = cache.load_module(build["source"], backend)
+    hits = misses = 0
+    dispatchers = (getattr(module, name) for name in build["kernel_names"])
+    for dispatcher in {id(d): d for d in dispatchers}.values():
+        stats = dispatcher.stats  # kernels with the same loop nest share one dispatcher
+        hits += sum(stats.cache_hits.values())
+        misses += sum(stats.cache_misses.values())
+    if info.get("in_process"):
+        hits = misses = 0
+    info.update(seconds=time.perf_counter() - start, codegen_seconds=codegen_done - start,
+                cache_hits=hits, compiled=misses, passes=passes is not None,
+                kernel_names=list(build["kernel_names"]))
+    exe = Executable(graph, build, module, info, passes, run_passes)
+    with _COMPILED_LOCK:
+        _COMPILED[memo_key] = exe
+    return exe
+
+
+def _run_passes(graph: Graph, optimize: bool, profile: bool) -> tuple[PassResults, dict]:
+    """The pass pipeline and codegen: (what inspecting needs, what running needs: a graph cache entry)."""
+    global PIPELINE_RUNS
+    PIPELINE_RUNS += 1
     optimized = _optimize(graph) if optimize else graph
     plan = fuse(optimized)
     kernels: dict[int, Kernel] = {}
@@ -306,18 +400,6 @@ def compile_graph(graph: Graph, backend: str = "numba", *, optimize: bool = True
     memory = plan_memory(plan, can_write_in_place)
     source, bindings, kernel_sources = module_source(plan, kernels, memory, cache=cache.cache_enabled(),
                                                      profile=profile)
-    codegen_done = time.perf_counter()
-    module, info = cache.load_module(source, backend)
-    hits = misses = 0
-    for dispatcher in {id(d): d for d in (getattr(module, k.name) for k in kernels.values())}.values():
-        stats = dispatcher.stats  # kernels with the same loop nest share one dispatcher
-        hits += sum(stats.cache_hits.values())
-        misses += sum(stats.cache_misses.values())
-    if info.get("in_process"):
-        hits = misses = 0
-    info.update(seconds=time.perf_counter() - start, codegen_seconds=codegen_done - start,
-                cache_hits=hits, compiled=misses)
-    exe = Executable(graph, optimized, plan, kernels, memory, source, kernel_sources, module, bindings, info)
-    with _COMPILED_LOCK:
-        _COMPILED[memo_key] = exe
-    return exe
+    build = {"source": source, "bindings": portable_bindings(bindings), "slot_bytes": list(memory.slot_bytes),
+             "n_steps": len(plan.steps), "kernel_names": [k.name for k in kernels.values()]}
+    return PassResults(optimized, plan, kernels, memory, kernel_sources), build
