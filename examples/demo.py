@@ -16,8 +16,10 @@ import time
 import numpy as np
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--epochs", type=int, default=None, help="default: 12 on the digits, 1 on Fashion-MNIST")
+parser.add_argument("--epochs", type=int, default=None, help="default: 30 on the digits, 1 on Fashion-MNIST")
 parser.add_argument("--dump-dir", default="kernelflow_dumps", help="where KERNELFLOW_DUMP writes the IR")
+parser.add_argument("--dataset", choices=["auto", "fashion-mnist", "digits"], default="auto",
+                    help="auto: Fashion-MNIST when installed, else the shipped digits")
 args = parser.parse_args()
 # The dump dial must be set before kernelflow traces anything.
 os.environ.setdefault("KERNELFLOW_DUMP", os.path.abspath(args.dump_dir))
@@ -53,8 +55,8 @@ print("row sums of the compiled softmax:", np.round(probs.sum(axis=1), 6))
 
 # -- 2. training --------------------------------------------------------------------------------------
 section("2. LeNet-5, trained with one compiled graph per step")
-name, (x_train, y_train), (x_test, y_test) = load_images("auto")
-epochs = args.epochs or (12 if name == "8x8 digits" else 1)
+name, (x_train, y_train), (x_test, y_test) = load_images(args.dataset)
+epochs = args.epochs or (30 if name == "8x8 digits" else 1)
 print(f"{name}: {len(x_train)} training / {len(x_test)} test images of shape {list(x_train.shape[1:])}, "
       f"{epochs} epochs")
 model = lenet5(x_train.shape[-1])
@@ -80,6 +82,8 @@ print("first kernel, as generated:\n")
 print(compiled.kernels[0].source)
 dump_dir = os.environ["KERNELFLOW_DUMP"]
 files = sorted(os.listdir(dump_dir)) if os.path.isdir(dump_dir) else []
-print(f"IR dumps ({len(files)} files) are in {dump_dir}; re-run one with:")
-if files:
-    print(f"  python -m kernelflow run {os.path.join(dump_dir, files[0])} --inputs <arrays.npz>")
+traced = [f for f in files if f.startswith("train_step.") and f.count(".") == 2]  # <name>.<n>.kf
+print(f"IR dumps ({len(files)} files: each traced graph and every compiler stage) are in {dump_dir}")
+if traced:
+    print(f"  the training step as traced: {traced[0]}; re-run any .kf dump with\n"
+          f"  python -m kernelflow run {os.path.join(dump_dir, traced[0])} --inputs <arrays.npz>")

@@ -126,3 +126,20 @@ def test_word2vec_pieces():
     pairs = {tuple(p) for p in word2vec.skipgram_pairs(ids, 2).tolist()}
     by_hand = {(int(ids[i]), int(ids[j])) for i in range(4) for j in range(4) if i != j and abs(i - j) <= 2}
     assert pairs == by_hand and len(word2vec.skipgram_pairs(ids, 2)) == len(by_hand)
+
+
+def test_demo_trains_and_leaves_reloadable_dumps(tmp_path):
+    """`make demo`'s script on the shipped digits, few epochs: it prints the IR, learns (well above the 10%
+    of chance), and the training step it dumped re-parses and verifies."""
+    env = dict(os.environ, KERNELFLOW_DUMP=str(tmp_path / "dumps"))
+    result = subprocess.run([sys.executable, os.path.join(EXAMPLES, "demo.py"), "--dataset", "digits",
+                             "--epochs", "6"], capture_output=True, text=True, cwd=tmp_path, env=env,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "graph predict(" in out and "dot_general" in out
+    accuracy = float(out.split("test accuracy ")[1].split()[0])
+    assert accuracy > 0.6
+    import kernelflow as kf
+    graph = kf.ir.verify(kf.ir.parse((tmp_path / "dumps" / "train_step.0.kf").read_text()))
+    assert graph.op_counts()["conv2d"] == 2
