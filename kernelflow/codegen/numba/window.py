@@ -17,8 +17,8 @@ Convolutions are im2col + GEMM (``numpy.matmul`` on BLAS):
   ``dw[g] = gT[g] (Og, N*OH*OW) @ cols[g]^T`` with the columns laid out as (C*KH*KW, N, OH*OW) and
   the cotangent transposed to (G, Og, N, OH*OW) (a copy of the small cotangent, not of the columns).
 
-Pooling follows the references in ``kernelflow/ir/primitives/window.py`` exactly: max pooling pads
-with the lowest value and routes each window's gradient to its FIRST maximum in row-major order, a
+Pooling follows the references in ``kernelflow/ir/primitives/window.py`` exactly: max pooling takes
+the value at, and routes each window's gradient to its FIRST maximum in row-major order, a
 NaN counting as the maximum (torch's choice); padding elements are never selected.
 
 The inner loops run along an output row (``ow``) with the in-bounds range computed up front, so
@@ -126,27 +126,6 @@ def _col2im(cols, x, kh, kw, oh, ow, sh, sw, pt, pl, dh, dw):
 # Flat indexing over (n*c) planes; the window is clipped to the input first, so the loops over it
 # have no bounds tests.
 @njit(**_JIT)
-def _pool_max(x, out, kh, kw, sh, sw, pt, pl, lowest):
-    planes, h, w = x.shape[0] * x.shape[1], x.shape[2], x.shape[3]
-    oh, ow = out.shape[2], out.shape[3]
-    xf, of = x.reshape(-1), out.reshape(-1)
-    for p in range(planes):
-        for a in range(oh):
-            i0, i1 = max(a * sh - pt, 0), min(a * sh - pt + kh, h)
-            for b in range(ow):
-                j0, j1 = max(b * sw - pl, 0), min(b * sw - pl + kw, w)
-                m = lowest
-                for ih in range(i0, i1):
-                    row = (p * h + ih) * w
-                    for iw in range(j0, j1):
-                        v = xf[row + iw]
-                        if m == m and (v > m or v != v):
-                            m = v
-                of[(p * oh + a) * ow + b] = m
-    return
-
-
-@njit(**_JIT)
 def _first_max(xf, p, h, w, i0, i1, j0, j1):
     """Flat index of the first maximum of a clipped window (row-major; a NaN is the maximum)."""
     best_at = (p * h + i0) * w + j0
@@ -158,6 +137,22 @@ def _first_max(xf, p, h, w, i0, i1, j0, j1):
             if best == best and (v > best or v != v):
                 best, best_at = v, row + iw
     return best_at
+
+
+@njit(**_JIT)
+def _pool_max(x, out, kh, kw, sh, sw, pt, pl):
+    """Max pooling: each output is the value at its window's first maximum (a window clipped to the
+    input is never empty: the shape rule keeps padding < window)."""
+    planes, h, w = x.shape[0] * x.shape[1], x.shape[2], x.shape[3]
+    oh, ow = out.shape[2], out.shape[3]
+    xf, of = x.reshape(-1), out.reshape(-1)
+    for p in range(planes):
+        for a in range(oh):
+            i0, i1 = max(a * sh - pt, 0), min(a * sh - pt + kh, h)
+            for b in range(ow):
+                j0, j1 = max(b * sw - pl, 0), min(b * sw - pl + kw, w)
+                of[(p * oh + a) * ow + b] = xf[_first_max(xf, p, h, w, i0, i1, j0, j1)]
+    return
 
 
 @njit(**_JIT)
@@ -237,10 +232,6 @@ def _scratch(scratch: dict, key, size: int, dtype) -> np.ndarray:
     return buf[:size]
 
 
-def _lowest(dtype: np.dtype):
-    return dtype.type(-np.inf) if dtype.kind == "f" else dtype.type(np.iinfo(dtype).min)
-
-
 def run_conv2d(x, w, out, scratch, key, stride, padding, dilation, groups):
     n, c, _, _ = x.shape
     o, cg, kh, kw = w.shape
@@ -282,7 +273,7 @@ def run_conv2d_weight_grad(x, g, out, scratch, key, stride, padding, dilation, g
 
 
 def run_reduce_window_max(x, out, scratch, key, window, stride, padding):
-    _pool_max(x, out, window[0], window[1], stride[0], stride[1], padding[0], padding[2], _lowest(x.dtype))
+    _pool_max(x, out, window[0], window[1], stride[0], stride[1], padding[0], padding[2])
 
 
 def run_select_and_scatter_add(x, g, out, scratch, key, window, stride, padding):
