@@ -240,6 +240,19 @@ def _assign_phases(exprs, stores, has_rows: bool) -> int:
     return count
 
 
+def affine_text(a: Affine, names: list[str]) -> str:
+    """An affine offset as source text both backends accept: ``784 * o1 + o2 + 3``."""
+    terms = []
+    for c, n in zip(a.coeffs, names):
+        if c == 1:
+            terms.append(n)
+        elif c != 0:
+            terms.append(f"{c} * {n}" if c > 0 else f"({c}) * {n}")
+    if a.const or not terms:
+        terms.append(str(a.const))
+    return " + ".join(terms)
+
+
 def row_deps(kernel: Kernel, roots) -> list[int]:
     """Row-level exprs that the element-level exprs of ``roots`` need (each backend hoists them out of
     its inner loop), in dependency order."""

@@ -30,7 +30,7 @@ import numpy as np
 from ...ir import primitive
 from ...ir.types import DType
 from ...passes.fusion import CHEAP_OPS as _CHEAP
-from ..kernel import Affine, Kernel, phase_roots, row_deps
+from ..kernel import Affine, Kernel, affine_text, phase_roots, row_deps
 
 # Measured on the 2-core machines: a pointwise kernel over 300K floats takes 0.12 ms serial; the same
 # with prange under load (other processes running) 0.3 ms with passive OpenMP waiting and 8 ms with
@@ -62,24 +62,12 @@ def literal(value, dtype: DType) -> str:
     return f"{SCALAR[dtype.name]}({int(value)})"
 
 
-def affine(a: Affine, names: list[str]) -> str:
-    terms = []
-    for c, n in zip(a.coeffs, names):
-        if c == 1:
-            terms.append(n)
-        elif c != 0:
-            terms.append(f"{c} * {n}" if c > 0 else f"({c}) * {n}")
-    if a.const or not terms:
-        terms.append(str(a.const))
-    return " + ".join(terms)
-
-
 def index(a: Affine, names: list[str]) -> str:
     """An element index, as unsigned: numba wraps a signed index that may be negative (``i < 0``:
     ``i + n``) and that select on every load keeps LLVM from vectorizing whenever it cannot prove the
     index non-negative (a row range ``lo..hi``, a prange body: 3-4x slower layer_norm). Offsets are
     never negative, so the cast is free and exact."""
-    return f"np.uint64({affine(a, names)})"
+    return f"np.uint64({affine_text(a, names)})"
 
 
 def reduce_init(kind: str, dtype: DType) -> str:
@@ -129,7 +117,7 @@ class _Printer:
         if e.kind == "literal":
             return literal(e.value, e.dtype)
         if e.kind == "index":
-            return _cast(affine(e.offset, self.index_names), e.dtype)
+            return _cast(affine_text(e.offset, self.index_names), e.dtype)
         return op_text(e, [self.var(a) for a in e.args])
 
     def comment(self, i: int) -> str:
@@ -175,7 +163,7 @@ class _Printer:
             strides.append(s)
             s *= d
         strides.reverse()
-        return affine(Affine(0, tuple(strides)), self.inner_names)
+        return affine_text(Affine(0, tuple(strides)), self.inner_names)
 
     # -- loop nest ------------------------------------------------------------------------------
     def print(self) -> tuple[str, bool]:

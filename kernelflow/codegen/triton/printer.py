@@ -26,7 +26,7 @@ import numpy as np
 
 from ...ir import primitive
 from ...ir.types import DType
-from ..kernel import Affine, Kernel, phase_roots, row_deps
+from ..kernel import Affine, Kernel, affine_text, phase_roots, row_deps
 
 ROW_BLOCK_MAX = 4096          # largest row kept in registers as one block
 ROW_LOOP_BLOCK = 1024         # chunk of a row processed per loop iteration otherwise
@@ -73,18 +73,6 @@ def reduce_identity(kind: str, dtype: DType):
         return -math.inf if kind == "max" else math.inf
     info = np.iinfo(dtype.np_dtype)
     return int(info.min) if kind == "max" else int(info.max)
-
-
-def affine_text(a: Affine, names: list[str]) -> str:
-    terms = []
-    for c, n in zip(a.coeffs, names):
-        if c == 1:
-            terms.append(n)
-        elif c != 0:
-            terms.append(f"{n} * {c}" if c > 0 else f"{n} * ({c})")
-    if a.const or not terms:
-        terms.append(str(a.const))
-    return " + ".join(terms)
 
 
 # Ops Triton computes exactly in float16 (one correctly rounded result, as numpy's half type gives);
@@ -355,7 +343,6 @@ class _Printer:
             zeros = literal(0, e.dtype, "[BLOCK]")
             return f"{fn}(tl.where(mask, {zeros} + {self.var(x.id)}, {ident}))"
         return f"{fn}({self.masked(e)})"
-
 
 
 def print_kernel(kernel: Kernel) -> PrintedKernel:
