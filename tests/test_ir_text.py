@@ -159,3 +159,14 @@ def test_large_and_special_constants_round_trip_bit_exactly():
     for a, got in zip(arrays, interpret(g, [])):
         assert got.dtype == a.dtype
         assert got.tobytes() == a.tobytes()
+
+
+def test_the_example_in_docs_ir_md_parses_and_is_canonical():
+    import pathlib
+    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "ir.md").read_text()
+    text = doc.split("```\ngraph ", 1)[1].split("```", 1)[0]
+    text = "graph " + text
+    g = verify(parse(text))
+    assert print_graph(g) == text
+    w, x = np.ones((4, 3), np.float32), np.ones((8, 4), np.float32)
+    np.testing.assert_allclose(interpret(g, [w, x])[0], np.tanh(x @ w + 1.0), rtol=1e-6)
