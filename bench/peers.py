@@ -188,3 +188,16 @@ def kernelflow_train_step(loss_fn: Callable, data: dict, uses: tuple[str, ...] =
         return loss, {name: params[name] - lr * grads[name] for name in params}
     run = kf.jit(step, backend=SETTINGS["backend"])
     return Prepared(lambda: run(params, *args), flatten)
+
+
+def train_step_builders(module, uses: tuple[str, ...] = ()) -> dict:
+    """The five implementations of a training-step workload from its module's ``step_numpy`` (hand-written
+    forward and backward), ``loss_torch``, ``loss_jax`` and ``loss_numpy_style`` (what a kernelflow user
+    writes); ``uses`` names the kernelflow functions the model needs (reported when one is missing)."""
+    return {
+        "numpy": lambda d: numpy_train_step(module.step_numpy, d),
+        "torch": lambda d: torch_train_step(module.loss_torch, d),
+        "torch.compile": lambda d: torch_train_step(module.loss_torch, d, compiled=True),
+        "jax.jit": lambda d: jax_train_step(module.loss_jax, d),
+        "kernelflow": lambda d: kernelflow_train_step(module.loss_numpy_style, d, uses=uses),
+    }

@@ -11,11 +11,10 @@ import argparse
 import os
 import sys
 
-import kernelflow as kf
 from kernelflow import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mlp_fashion_mnist import load_images  # noqa: E402
+from mlp_fashion_mnist import load_images, train_and_report  # noqa: E402
 
 
 def lenet5(image_size: int, backend: str = "numba") -> nn.Sequential:
@@ -39,21 +38,13 @@ def main(argv=None):
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
 
-    name, (x_train, y_train), (x_test, y_test) = load_images(args.dataset)
-    model = lenet5(x_train.shape[-1], args.backend)
-    model.compile(loss="cross_entropy", optimizer=kf.optim.Adam(args.lr), metrics=["accuracy"])
-    epochs = 1 if args.steps else args.epochs
-    if args.steps:
-        x_test, y_test = x_test[:1000], y_test[:1000]
-    print(f"{name}: {len(x_train)} training and {len(x_test)} test images of shape {list(x_train.shape[1:])}")
-    history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=epochs, steps_per_epoch=args.steps,
-                        validation_data=(x_test, y_test), verbose=args.verbose)
-    result = model.evaluate(x_test, y_test, batch_size=500)
-    print(f"test loss {result['loss']:.4f}  test accuracy {result['accuracy']:.4f}")
+    name, train, test = load_images(args.dataset)
+    model = lenet5(train[0].shape[-1], args.backend)
+    result = train_and_report(model, args, name, train, test)
     if args.save:
         model.save(args.save)
         print(f"parameters saved to {args.save}")
-    return {"dataset": name, "history": history, "model": model, **result}
+    return {**result, "model": model}
 
 
 if __name__ == "__main__":

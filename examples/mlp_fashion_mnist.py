@@ -35,6 +35,22 @@ def load_images(dataset="auto"):
     return name, (prepare(x_train), y_train.astype(np.int32)), (prepare(x_test), y_test.astype(np.int32))
 
 
+def train_and_report(model, args, name, train, test):
+    """Adam, cross-entropy and accuracy; --steps N trains N steps and tests on 1000 images. Prints the test
+    loss and accuracy and returns them with the dataset name and the history."""
+    (x_train, y_train), (x_test, y_test) = train, test
+    model.compile(loss="cross_entropy", optimizer=kf.optim.Adam(args.lr), metrics=["accuracy"])
+    epochs = 1 if args.steps else args.epochs
+    if args.steps:
+        x_test, y_test = x_test[:1000], y_test[:1000]
+    print(f"{name}: {len(x_train)} training and {len(x_test)} test images of shape {list(x_train.shape[1:])}")
+    history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=epochs, steps_per_epoch=args.steps,
+                        validation_data=(x_test, y_test), verbose=args.verbose)
+    result = model.evaluate(x_test, y_test, batch_size=500)
+    print(f"test loss {result['loss']:.4f}  test accuracy {result['accuracy']:.4f}")
+    return {"dataset": name, "history": history, **result}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=None, help="train this many steps only (a quick run)")
@@ -46,20 +62,11 @@ def main(argv=None):
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
 
-    name, (x_train, y_train), (x_test, y_test) = load_images(args.dataset)
+    load_images_result = load_images(args.dataset)
     model = nn.Sequential([nn.Flatten(), nn.Dense(256, kernel_initializer="he_uniform"), nn.ReLU(), nn.Dropout(0.2),
                            nn.Dense(128, kernel_initializer="he_uniform"), nn.ReLU(), nn.Dense(10)],
                           backend=args.backend)
-    model.compile(loss="cross_entropy", optimizer=kf.optim.Adam(args.lr), metrics=["accuracy"])
-    epochs = 1 if args.steps else args.epochs
-    if args.steps:
-        x_test, y_test = x_test[:1000], y_test[:1000]
-    print(f"{name}: {len(x_train)} training and {len(x_test)} test images of shape {list(x_train.shape[1:])}")
-    history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=epochs, steps_per_epoch=args.steps,
-                        validation_data=(x_test, y_test), verbose=args.verbose)
-    result = model.evaluate(x_test, y_test, batch_size=500)
-    print(f"test loss {result['loss']:.4f}  test accuracy {result['accuracy']:.4f}")
-    return {"dataset": name, "history": history, **result}
+    return train_and_report(model, args, *load_images_result)
 
 
 if __name__ == "__main__":

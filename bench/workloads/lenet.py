@@ -7,12 +7,13 @@ torch.nn.functional (NCHW inputs, OIHW weights). Pooling comes after relu, so a 
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..harness import Tolerance, Workload
-from ..peers import (jax_train_step, kernelflow_train_step, numpy_train_step, torch_train_step,
-                     train_view)
+from ..peers import train_step_builders, train_view
 from .common import cross_entropy, dense_params, numpy_cross_entropy_with_grad
 
 
@@ -153,13 +154,7 @@ W6 = Workload(
     description="SGD step, batch 64, LeNet-5 on 1x28x28 (conv 6@5x5 pad 2, pool, conv 16@5x5, pool, "
                 "400-120-84-10), relu, mean softmax cross-entropy, lr 0.05",
     make_data=make_data,
-    builders={
-        "numpy": lambda d: numpy_train_step(step_numpy, d),
-        "torch": lambda d: torch_train_step(loss_torch, d),
-        "torch.compile": lambda d: torch_train_step(loss_torch, d, compiled=True),
-        "jax.jit": lambda d: jax_train_step(loss_jax, d),
-        "kernelflow": lambda d: kernelflow_train_step(loss_numpy_style, d, uses=("conv2d", "max_pool2d")),
-    },
+    builders=train_step_builders(sys.modules[__name__], uses=("conv2d", "max_pool2d")),
     tolerance=Tolerance(rtol=1e-3, atol_rel=1e-4),
     check_view=train_view,
     goal=("torch", 1.0),

@@ -8,11 +8,12 @@ hand-written numpy version batches the input and output projections over all ste
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ..harness import Tolerance, Workload
-from ..peers import (jax_train_step, kernelflow_train_step, numpy_train_step, torch_train_step,
-                     train_view)
+from ..peers import train_step_builders, train_view
 from .common import log_softmax, numpy_cross_entropy_with_grad
 
 
@@ -148,13 +149,7 @@ W7 = Workload(
     description="SGD step, char LSTM, vocab 65, hidden 256, 64 steps unrolled, batch 32, "
                 "cross-entropy at every step (mean), lr 0.5",
     make_data=make_data,
-    builders={
-        "numpy": lambda d: numpy_train_step(step_numpy, d),
-        "torch": lambda d: torch_train_step(loss_torch, d),
-        "torch.compile": lambda d: torch_train_step(loss_torch, d, compiled=True),
-        "jax.jit": lambda d: jax_train_step(loss_jax, d),
-        "kernelflow": lambda d: kernelflow_train_step(loss_numpy_style, d, uses=("sigmoid",)),
-    },
+    builders=train_step_builders(sys.modules[__name__], uses=("sigmoid",)),
     tolerance=Tolerance(rtol=1e-3, atol_rel=1e-4),
     check_view=train_view,
     goal=("torch.compile", 0.8),

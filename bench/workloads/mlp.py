@@ -4,11 +4,12 @@ The step is forward + backward + update `p - lr * grad` of all six parameters, r
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ..harness import Tolerance, Workload
-from ..peers import (jax_train_step, kernelflow_train_step, numpy_train_step, torch_train_step,
-                     train_view)
+from ..peers import train_step_builders, train_view
 from .common import cross_entropy, dense_params, numpy_cross_entropy_with_grad
 
 LAYERS = 3
@@ -83,13 +84,7 @@ W5 = Workload(
     key="W5", title="MLP train step",
     description="SGD step, batch 128, 784-256-256-10 relu, mean softmax cross-entropy, lr 0.1",
     make_data=make_data,
-    builders={
-        "numpy": lambda d: numpy_train_step(step_numpy, d),
-        "torch": lambda d: torch_train_step(loss_torch, d),
-        "torch.compile": lambda d: torch_train_step(loss_torch, d, compiled=True),
-        "jax.jit": lambda d: jax_train_step(loss_jax, d),
-        "kernelflow": lambda d: kernelflow_train_step(loss_numpy_style, d),
-    },
+    builders=train_step_builders(sys.modules[__name__]),
     tolerance=Tolerance(rtol=1e-3, atol_rel=1e-4),
     check_view=train_view,
     goal=("best peer", 0.8),
