@@ -377,7 +377,27 @@ def compile_graph(graph: Graph, backend: str = "numba", *, optimize: bool = True
     exe = Executable(graph, build, module, info, passes, run_passes)
     with _COMPILED_LOCK:
         _COMPILED[memo_key] = exe
+    if profile:
+        _report_profile_at_exit(exe)
     return exe
+
+
+_PROFILED: list = []
+
+
+def _report_profile_at_exit(exe: "Executable") -> None:
+    """With KERNELFLOW_PROFILE=1 (or profile=True) every executable that ran prints its per-step table
+    to stderr when the process exits: how users find their own hot spots without changing their code."""
+    if not _PROFILED:
+        import atexit  # noqa: PLC0415
+        atexit.register(_print_profiles)
+    _PROFILED.append(exe)
+
+
+def _print_profiles() -> None:
+    for exe in _PROFILED:
+        if exe._profile[-1]:
+            print(exe.profile(), file=sys.stderr)
 
 
 def _run_passes(graph: Graph, optimize: bool, profile: bool) -> tuple[PassResults, dict]:
