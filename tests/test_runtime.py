@@ -2,6 +2,7 @@
 and a compiled MLP training step that matches the interpreter step for step."""
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 
@@ -232,3 +233,19 @@ def test_profile_table_has_bytes_and_rates():
     kernel_rows = [line for line in lines[2:] if " kernel " in line]
     assert len(kernel_rows) == 1
     assert abs(float(kernel_rows[0].split()[4]) - 2 * 64 * 128 * 4 / 2**20) < 0.006  # printed to 0.01 MiB
+
+
+def test_profile_env_prints_table_at_exit(tmp_path):
+    """KERNELFLOW_PROFILE=1 alone (no code change) prints the table of every executable that ran."""
+    import subprocess
+    import sys
+    script = ("import numpy as np, kernelflow as kf\n"
+              "f = kf.jit(lambda x: np.exp(x) * 2.0)\n"
+              "f(np.ones((8, 4), np.float32))\n")
+    env = dict(os.environ, KERNELFLOW_PROFILE="1", KERNELFLOW_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "profile of" in done.stderr and "1 calls" in done.stderr and " kernel " in done.stderr
+    env["KERNELFLOW_PROFILE"] = "0"
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert "profile of" not in done.stderr

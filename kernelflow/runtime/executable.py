@@ -281,7 +281,7 @@ class Executable:
             return "no profile: compile with profile=True (or KERNELFLOW_PROFILE=1) and call the executable"
         total = sum(self._profile[:-1])
         rows = sorted(range(len(self.plan.steps)), key=lambda i: -self._profile[i])
-        lines = [f"profile of {self.graph.name}: {calls} calls, {total / calls * 1e3:.3f} ms per call in steps",
+        lines = [f"profile of {self.graph.name}: {int(calls)} calls, {total / calls * 1e3:.3f} ms per call in steps",
                  f"{'step':>5} {'kind':8} {'ms/call':>9} {'share':>6} {'MiB':>8} {'GB/s':>7}  what"]
         names = {i: k.name for i, k in self._step_kernels.items()}
         for i in rows:
@@ -333,7 +333,8 @@ def compile_graph(graph: Graph, backend: str = "numba", *, optimize: bool = True
 
     ``profile`` (default: the ``KERNELFLOW_PROFILE`` environment variable) times every step; see
     ``Executable.profile()``."""
-    if profile is None:
+    from_environment = profile is None
+    if from_environment:
         profile = os.environ.get("KERNELFLOW_PROFILE", "0") not in ("", "0")
     if backend == "interpret":
         return InterpretedExecutable(graph)
@@ -377,7 +378,7 @@ def compile_graph(graph: Graph, backend: str = "numba", *, optimize: bool = True
     exe = Executable(graph, build, module, info, passes, run_passes)
     with _COMPILED_LOCK:
         _COMPILED[memo_key] = exe
-    if profile:
+    if profile and from_environment:
         _report_profile_at_exit(exe)
     return exe
 
@@ -386,8 +387,9 @@ _PROFILED: list = []
 
 
 def _report_profile_at_exit(exe: "Executable") -> None:
-    """With KERNELFLOW_PROFILE=1 (or profile=True) every executable that ran prints its per-step table
-    to stderr when the process exits: how users find their own hot spots without changing their code."""
+    """With KERNELFLOW_PROFILE=1 every executable that ran prints its per-step table to stderr when the
+    process exits: how users find their own hot spots without changing their code (``profile=True``
+    callers read ``Executable.profile()`` themselves)."""
     if not _PROFILED:
         import atexit  # noqa: PLC0415
         atexit.register(_print_profiles)
