@@ -253,6 +253,31 @@ def affine_text(a: Affine, names: list[str]) -> str:
     return " + ".join(terms)
 
 
+def lowest_index(a: Affine, domain) -> int:
+    """The smallest value ``a`` takes over the domain (a negative coefficient reaches its minimum at
+    the last index of its dim: ``rev``)."""
+    return a.const + sum(min(0, c * (d - 1)) for c, d in zip(a.coeffs, domain))
+
+
+def param_bases(kernel: Kernel) -> list[int]:
+    """Per param, the lowest element the kernel touches: the driver passes the buffer from there on
+    (``buf[base:]``, a view) and the printer subtracts it from every offset into that buffer.
+
+    Why: kernels that read one slice each of a larger buffer (a loss per step of an unrolled RNN,
+    each reading its own rows of one merged GEMM result) differ only in that constant; with it moved
+    out of the source they print the same loop nest and compile once. The Kernel's own offsets stay
+    absolute (``in_place_ok`` compares offsets of different buffers)."""
+    domain = tuple(kernel.outer) + tuple(kernel.inner)
+    lowest: list[int | None] = [None] * len(kernel.params)
+    accesses = [(e.buffer, e.offset) for e in kernel.exprs if e.kind == "load"]
+    accesses += [(s.buffer, s.offset) for s in kernel.stores]
+    for buffer, offset in accesses:
+        low = lowest_index(offset, domain)
+        if lowest[buffer] is None or low < lowest[buffer]:
+            lowest[buffer] = low
+    return [max(0, low or 0) for low in lowest]
+
+
 def row_deps(kernel: Kernel, roots) -> list[int]:
     """Row-level exprs that the element-level exprs of ``roots`` need (each backend hoists them out of
     its inner loop), in dependency order."""

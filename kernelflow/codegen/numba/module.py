@@ -36,7 +36,7 @@ import numpy as np
 from ...ir.types import DType
 from ...passes.fusion import FusionPlan, Step, dot_free_dims
 from ...passes.memory import MemoryPlan, window_kernel_op
-from ..kernel import Kernel
+from ..kernel import Kernel, param_bases
 from .printer import print_kernel
 
 
@@ -124,13 +124,14 @@ class _Driver:
             self.have_flat.add(v)
         elif step.kind == "kernel":
             args = []
-            for p in kernel.params:
+            for p, base in zip(kernel.params, param_bases(kernel)):
                 v = p.value
                 if p.role == "out" and self.memory.storage[v] == "fresh":
                     n = self.n(v)
                     self.emit(f"f{n} = {self.fresh(v)}()")
                     self.have_flat.add(v)
-                args.append(self.flat(v))
+                # from its lowest element touched on (printer: offsets are relative to it)
+                args.append(self.flat(v) + (f"[{base}:]" if base else ""))
             self.emit(f"{kernel.name}({', '.join(args)})")
         elif step.kind == "library" and step.nodes[0].op == "dot_general":
             self.dot(step.nodes[0], outs[0])

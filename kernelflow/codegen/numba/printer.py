@@ -18,6 +18,9 @@ Choices, and why:
   element visits: below that, starting threads costs more than it saves. A flat pointwise loop is cut
   into ``CHUNK`` sized blocks so each thread runs a long contiguous inner loop.
 * Buffer indices are printed as ``np.uint64(...)`` (see ``index``): no negative-index wraparound.
+* Offsets are relative to each buffer's lowest touched element (``kernel.param_bases``; the driver
+  passes ``buf[base:]``): kernels reading different slices of one buffer print the same loop nest,
+  which the module compiles once.
 * Each scalar result is converted to its node's dtype (``np.float32(...)``): numba promotes
   f32 op f64-literal to f64, which would change results and block f32 vectorization.
 """
@@ -30,7 +33,7 @@ import numpy as np
 from ...ir import primitive
 from ...ir.types import DType
 from ...passes.fusion import CHEAP_OPS as _CHEAP
-from ..kernel import Affine, Kernel, affine_text, phase_roots, row_deps
+from ..kernel import Affine, Kernel, affine_text, param_bases, phase_roots, row_deps
 
 # Measured on the 2-core machines: a pointwise kernel over 300K floats takes 0.12 ms serial; the same
 # with prange under load (other processes running) 0.3 ms with passive OpenMP waiting and 8 ms with
@@ -102,6 +105,12 @@ class _Printer:
         self.index_names = self.outer_names + self.inner_names
         self.row_done: set[int] = set()
         self.late_stash: list[int] = []
+        self.bases = param_bases(kernel)  # the driver passes each buffer from its base on
+
+    def element(self, buffer: int, offset: Affine) -> str:
+        """``b3[np.uint64(...)]``: element ``offset`` of param ``buffer``, relative to its base."""
+        relative = offset.shift(-self.bases[buffer])
+        return f"{self.k.params[buffer].name}[{index(relative, self.index_names)}]"
 
     def emit(self, depth: int, text: str):
         self.lines.append("    " * depth + text)
@@ -113,7 +122,7 @@ class _Printer:
     def expr_text(self, i: int) -> str:
         e = self.k.exprs[i]
         if e.kind == "load":
-            return f"{self.k.params[e.buffer].name}[{index(e.offset, self.index_names)}]"
+            return self.element(e.buffer, e.offset)
         if e.kind == "literal":
             return literal(e.value, e.dtype)
         if e.kind == "index":
@@ -154,7 +163,7 @@ class _Printer:
         k = self.k
         if i in k.stash_out:
             st = k.stores[k.stash_out[i]]
-            return f"{k.params[st.buffer].name}[{index(st.offset, self.index_names)}]"
+            return self.element(st.buffer, st.offset)
         return f"s{i}[np.uint64({self.inner_flat()})]"
 
     def inner_flat(self) -> str:
@@ -237,15 +246,13 @@ class _Printer:
                     self.emit(d, f"{acc} = {fn}({acc}, {x})")
             for s in k.stores:
                 if s.inner and s.phase == p:
-                    self.emit(d, f"{k.params[s.buffer].name}[{index(s.offset, self.index_names)}] = "
-                                 f"{self.var(s.expr)}  # store {s.label}")
+                    self.emit(d, f"{self.element(s.buffer, s.offset)} = {self.var(s.expr)}  # store {s.label}")
             self.row_done.update(e.id for e in reductions)
         row_stores = [s for s in k.stores if not s.inner]
         for s in row_stores:  # every value first, then the stores: an output may overwrite an input
             self.emit_row(s.expr, depth)
         for s in row_stores:
-            self.emit(depth, f"{k.params[s.buffer].name}[{index(s.offset, self.index_names)}] = "
-                             f"{self.var(s.expr)}  # store {s.label}")
+            self.emit(depth, f"{self.element(s.buffer, s.offset)} = {self.var(s.expr)}  # store {s.label}")
         return "\n".join(self.lines) + "\n", parallel
 
 
@@ -300,8 +307,7 @@ class _Printer:
         for st in k.stores:
             self.emit_row(st.expr, 2)
         for st in k.stores:
-            self.emit(2, f"{k.params[st.buffer].name}[{index(st.offset, self.index_names)}] = "
-                         f"{self.var(st.expr)}  # store {st.label}")
+            self.emit(2, f"{self.element(st.buffer, st.offset)} = {self.var(st.expr)}  # store {st.label}")
         return "\n".join(self.lines) + "\n"
 
 
