@@ -1,6 +1,7 @@
 """The pass pipeline: named stages run in order; each stage's graph can be dumped by name.
 
-``optimize(graph)`` is the default pipeline (simplify + CSE + DCE to a fixed point). With
+``optimize(graph)`` is the default pipeline: simplify + CSE + DCE to a fixed point, then the merging
+rewrites of ``merge.py`` (many small dots and pads into few large ones) and simplify again. With
 ``verify_each=True`` (the tests' setting) the verifier runs after every stage.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from ..ir.printer import print_graph
 from ..ir.verify import verify
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
+from .merge import merge_small_operations
 from .simplify import simplify
 
 Pass = Callable[[Graph], Graph]
@@ -47,7 +49,8 @@ class Pipeline:
         return graph
 
 
-DEFAULT = Pipeline([("simplify", simplify_to_fixed_point)])
+DEFAULT = Pipeline([("simplify", simplify_to_fixed_point), ("merge", merge_small_operations),
+                    ("simplify-merged", simplify_to_fixed_point)])
 
 
 def optimize(graph: Graph, dump=None, verify_each: bool = False) -> Graph:

@@ -3,7 +3,9 @@
 ``rebuild(graph, rule)`` copies ``graph``; for each node, ``rule(b, node, inputs)`` sees the node and its
 already-rewritten operands and returns a Value to use instead of the node's (single) output, or None to
 copy the node as it is. Rebuilding (rather than editing in place) keeps the result valid SSA by
-construction: every value is emitted by the builder after its operands.
+construction: every value is emitted by the builder after its operands. A rule that needs the new value of
+some other, earlier node (not only its operands) passes its own ``env`` dict: rebuild fills it, old value ->
+new value, as it goes.
 """
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ from ..ir.graph import Graph, Node, Value
 Rule = Callable[[GraphBuilder, Node, list[Value]], "Value | None"]
 
 
-def rebuild(graph: Graph, rule: Rule) -> Graph:
+def rebuild(graph: Graph, rule: Rule, env: dict[Value, Value] | None = None) -> Graph:
     b = GraphBuilder(graph.name)
-    env: dict[Value, Value] = {v: b.add_input(v.type) for v in graph.inputs}
+    env = {} if env is None else env
+    env.update({v: b.add_input(v.type) for v in graph.inputs})
     for node in graph.nodes:
         ins = [env[v] for v in node.inputs]
         with b.at(node.loc):
