@@ -76,3 +76,95 @@ def test_reversed_slices_read_from_their_lowest_element():
     for got, w in zip(exe(x), want):
         np.testing.assert_allclose(got, w, rtol=2e-5)
     assert "the same loop nest" in exe.source
+
+
+# -- kernels compiled by several processes (runtime/cache.py), tested in fresh processes ------------------
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+
+PARALLEL_SCRIPT = textwrap.dedent('''
+    import json, os, sys, threading, time
+    import numpy as np
+    from kernelflow.ir import GraphBuilder, TensorType, float32
+    from kernelflow.runtime import cache, compile_graph
+    mode = sys.argv[1]
+    if mode == "child_dies":  # every forked child exits at once: the parent must compile everything
+        parent, real = os.getpid(), cache._compile_from_queue
+        cache._compile_from_queue = lambda *a: os._exit(3) if os.getpid() != parent else real(*a)
+    if mode == "threads":  # another thread exists: no fork
+        stop = threading.Event()
+        threading.Thread(target=stop.wait, daemon=True).start()
+    b = GraphBuilder("jobs")
+    x = b.add_input(TensorType(float32, (6, 9)))
+    w = b.add_input(TensorType(float32, (9, 9)))
+    m = b.reduce_max(x, axes=(1,))
+    e = b.exp(b.sub(x, b.broadcast_in_dim(m, shape=(6, 9), dims=(0,))))
+    p = b.div(e, b.broadcast_in_dim(b.reduce_sum(e, axes=(1,)), shape=(6, 9), dims=(0,)))
+    h = b.tanh(b.dot_general(p, w, contract=((1,), (0,)), batch=((), ())))
+    y = b.logistic(b.mul(b.dot_general(h, w, contract=((1,), (0,)), batch=((), ())), h))
+    g = b.finish([p, y, b.reduce_sum(b.mul(y, y), axes=(0,))])
+    exe = compile_graph(g)
+    xs = (np.arange(54, dtype=np.float32).reshape(6, 9) - 20) / 9
+    ws = np.cos(np.arange(81, dtype=np.float32)).reshape(9, 9) / 3
+    out = exe(xs, ws)
+    info = {k: exe.compile_info.get(k) for k in ("compiled", "cache_hits", "compile_jobs", "compiled_in_children")}
+    info["kernels"] = len({id(getattr(exe.module, k)) for k in exe.compile_info["kernel_names"]})
+    info["out"] = [o.tolist() for o in out]
+    print(json.dumps(info))
+''')
+
+
+def run_jobs(cache_dir, mode="plain", jobs="2"):
+    env = dict(os.environ, KERNELFLOW_CACHE_DIR=str(cache_dir), KERNELFLOW_CACHE="1",
+               KERNELFLOW_COMPILE_JOBS=jobs)
+    done = subprocess.run([sys.executable, "-c", PARALLEL_SCRIPT, mode], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def jobs_oracle():
+    x = (np.arange(54, dtype=np.float64).reshape(6, 9) - 20) / 9
+    w = np.cos(np.arange(81, dtype=np.float32)).reshape(9, 9).astype(np.float64) / 3
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    p = e / e.sum(axis=1, keepdims=True)
+    h = np.tanh(p @ w)
+    y = 1 / (1 + np.exp(-((h @ w) * h)))
+    return [p, y, (y * y).sum(axis=0)]
+
+
+def check_outputs(report):
+    for got, want in zip(report["out"], jobs_oracle()):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6)
+
+
+def test_kernels_compiled_by_two_processes_are_all_compiled_and_cached(tmp_path):
+    cold = run_jobs(tmp_path)
+    assert cold["kernels"] >= 3 and cold["compile_jobs"] == 2
+    assert cold["compiled"] == cold["kernels"] and cold["cache_hits"] == 0
+    check_outputs(cold)
+    warm = run_jobs(tmp_path)  # a new process: everything from numba's cache
+    assert warm["compiled"] == 0 and warm["cache_hits"] == warm["kernels"] and warm["compile_jobs"] is None
+    assert warm["out"] == cold["out"]
+
+
+def test_one_job_compiles_in_process(tmp_path):
+    report = run_jobs(tmp_path, jobs="1")
+    assert report["compile_jobs"] is None and report["compiled"] == report["kernels"]
+    check_outputs(report)
+
+
+def test_children_that_die_leave_the_work_to_the_parent(tmp_path):
+    report = run_jobs(tmp_path, mode="child_dies")
+    assert report["compile_jobs"] == 2 and report["compiled_in_children"] == 0
+    assert report["compiled"] == report["kernels"]
+    check_outputs(report)
+
+
+def test_no_fork_in_a_process_with_threads(tmp_path):
+    report = run_jobs(tmp_path, mode="threads")
+    assert report["compile_jobs"] is None and report["compiled"] == report["kernels"]
+    check_outputs(report)

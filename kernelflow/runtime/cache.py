@@ -16,6 +16,11 @@ its cache, compiling nothing.
 * A corrupt entry (a module whose text differs from what it must be, or numba cache files that fail to
   load) is reported once per entry as a ``RuntimeWarning``, deleted, and rebuilt.
 
+* A new module's kernels are compiled by several processes (``KERNELFLOW_COMPILE_JOBS``, default:
+  the CPUs this process may use; forked only from a single-threaded process): each child compiles
+  kernels from a shared queue into numba's cache, and this process loads them from there
+  (``_import_compiling_in_parallel``).
+
 Finding a module by its source needs the whole pass pipeline; ``graph_cache.py`` keeps a second kind
 of entry, keyed by the input graph's text, that holds the source, so a warm process runs no pass.
 """
@@ -26,8 +31,10 @@ import hashlib
 import importlib.util
 import linecache
 import os
+import struct
 import sys
 import tempfile
+import threading
 import types
 import warnings
 from pathlib import Path
@@ -128,6 +135,117 @@ def _import_file(name: str, path: Path) -> types.ModuleType:
     return module
 
 
+def compile_jobs() -> int:
+    """How many processes compile the kernels of a new module: ``KERNELFLOW_COMPILE_JOBS``, by default
+    the CPUs this process may run on."""
+    text = os.environ.get("KERNELFLOW_COMPILE_JOBS", "").strip()
+    if text:
+        try:
+            return max(1, int(text))
+        except ValueError:
+            _warn_once("jobs", f"kernelflow: KERNELFLOW_COMPILE_JOBS={text!r} is not a number; using 1")
+            return 1
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _can_fork() -> bool:
+    """Forking is safe here only in a single-threaded process: another thread could hold a lock
+    (numba's compiler lock, llvmlite's) that the child would then wait on forever."""
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
+def _import_compiling_in_parallel(name: str, path: Path, jobs: int) -> tuple[types.ModuleType, dict]:
+    """Import a NEW module (no numba cache yet) with its kernels compiled by ``jobs`` processes.
+
+    numba compiles one function at a time under a global lock, and mostly in Python, so threads do
+    not help; processes do, because each kernel's machine code goes to numba's disk cache (one index
+    file per function). The module is imported with every kernel deferred, then the process forks
+    ``jobs - 1`` children; all of them take kernels from one queue (a pipe of kernel numbers, most
+    expensive first) and compile them, which writes the cache. When the children are done, this
+    process loads their kernels from the cache. A kernel a child did not finish (it failed or died)
+    is simply compiled here: the result never depends on the children. Kernels with ``prange`` are
+    compiled here only (a forked child must not start the threading layer of its parent)."""
+    from ..codegen.numba.module import compile_deferred, deferred_kernels  # noqa: PLC0415
+    try:
+        with deferred_kernels() as deferred:
+            module = _import_file(name, path)
+        queue = sorted((i for i, k in enumerate(deferred) if not k.parallel), key=lambda i: -deferred[i].cost)
+        compiled_here: set[int] = set()
+        children = []
+        if len(queue) >= 2 and len(queue) * 4 < 65536:  # the whole queue fits in the pipe's buffer
+            from numba.core.registry import cpu_target  # noqa: PLC0415
+            cpu_target.target_context.refresh()  # numba's lazy set-up, once, before the children copy it
+            cpu_target.typing_context.refresh()
+            read_end, write_end = os.pipe()
+            os.write(write_end, b"".join(struct.pack("<I", i) for i in queue))
+            os.close(write_end)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            try:
+                for _ in range(min(jobs, len(queue)) - 1):
+                    pid = os.fork()
+                    if pid == 0:  # the child: compile from the queue, leave without running any exit code
+                        status = 1
+                        try:
+                            _compile_from_queue(read_end, deferred, set())
+                            status = 0
+                        finally:
+                            try:
+                                sys.stderr.flush()
+                            finally:
+                                os._exit(status)
+                    children.append(pid)
+                for i, kernel in enumerate(deferred):
+                    if kernel.parallel:
+                        compile_deferred(kernel)
+                        compiled_here.add(i)
+                _compile_from_queue(read_end, deferred, compiled_here)
+            finally:
+                os.close(read_end)
+                for pid in children:
+                    os.waitpid(pid, 0)
+        from_children = 0
+        for i, kernel in enumerate(deferred):
+            if i not in compiled_here:
+                compile_deferred(kernel)  # from the cache when a child compiled it
+                if children:
+                    from_children += _count_as_compiled(kernel)
+    except BaseException:
+        sys.modules.pop(name, None)  # never leave a module with uncompiled kernels behind
+        raise
+    return module, {"compile_jobs": 1 + len(children), "compiled_in_children": from_children}
+
+
+def _compile_from_queue(read_end: int, deferred: list, done: set) -> None:
+    from ..codegen.numba.module import compile_deferred  # noqa: PLC0415
+    while True:
+        record = os.read(read_end, 4)  # whole records: one writer, before any reader existed
+        if len(record) < 4:
+            return  # the queue is empty (and its write end closed)
+        (i,) = struct.unpack("<I", record)
+        compile_deferred(deferred[i])
+        done.add(i)
+
+
+def _count_as_compiled(kernel) -> int:
+    """A kernel a child compiled for this module was loaded here from numba's cache: count it as
+    compiled, as if this process had compiled it (``compile_info`` reports numba's per-dispatcher
+    statistics). Returns 1 if it was such a kernel."""
+    d = kernel.dispatcher
+    hits, misses = getattr(d, "_cache_hits", None), getattr(d, "_cache_misses", None)
+    if hits is None or misses is None:
+        return 0
+    for sig in list(hits):
+        if hits[sig] > 0:
+            hits[sig] -= 1
+            misses[sig] += 1
+            return 1
+    return 0
+
+
 def _exec_in_memory(name: str, source: str) -> types.ModuleType:
     filename = f"<kernelflow {name}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
@@ -172,8 +290,13 @@ def load_module(source: str, backend: str = "numba") -> tuple[types.ModuleType, 
                                          f"compiling in memory")
         return _exec_in_memory(name, source), {"key": key, "path": None, "on_disk": False,
                                                "in_process": False}
+    jobs = compile_jobs() if not on_disk else 1
+    parallel_info: dict = {}
     try:
-        module = _import_file(name, path)
+        if jobs >= 2 and _can_fork():
+            module, parallel_info = _import_compiling_in_parallel(name, path, jobs)
+        else:
+            module = _import_file(name, path)
     except NumbaError:
         _remove_entry(path)
         raise  # a bug in the generated code, not a corrupt entry: rebuilding would not help
@@ -184,4 +307,4 @@ def load_module(source: str, backend: str = "numba") -> tuple[types.ModuleType, 
         atomic_create(path, source)
         module = _import_file(name, path)
         on_disk = False
-    return module, {"key": key, "path": str(path), "on_disk": on_disk, "in_process": False}
+    return module, {"key": key, "path": str(path), "on_disk": on_disk, "in_process": False, **parallel_info}

@@ -3,8 +3,9 @@
 The module looks like::
 
     import numpy as np
-    from numba import njit, prange
+    from numba import prange
     from kernelflow.codegen.numba.helpers import *
+    from kernelflow.codegen.numba.module import kernel_njit as njit   # numba.njit, or deferred
 
     @njit("void(float32[::1], float32[::1])", cache=True, ...)
     def k0_exp_add(b0, b1):
@@ -25,9 +26,14 @@ no per-step interpretation. Values have two local names: ``v<N>`` (the N-d array
 flat, contiguous 1-D form that kernels take); each is created only where needed.
 
 ``module_source`` returns the source and the list of ``Binding``s the runtime must put in ``S``.
+The kernels' ``njit`` is ``kernel_njit``: numba's, unless the loader defers their compilation to
+schedule it itself (``deferred_kernels``: runtime/cache.py compiles a new module's kernels in
+several processes).
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,7 +224,7 @@ class _Driver:
             self.emit(f"v{o} = {self.fresh(out)}().reshape({tuple(out.shape)!r})")
             self.have_nd.add(out)
             target = f"v{o}" if tuple(out.shape) == out_shape else f"v{o}.reshape({out_shape!r})"
-        mm = self.bind("_matmul", "matmul", None)  # small GEMMs on one BLAS thread (blas.py)
+        mm = self.bind("_matmul", "matmul", None)  # BLAS thread count chosen per shape (blas.py)
         self.emit(f"{mm}({a}, {bt}, {target}, {b * m * k * n})")
 
 
@@ -245,8 +251,9 @@ def module_source(plan: FusionPlan, kernels: dict[int, Kernel], memory: MemoryPl
             f'({len(plan.steps)} steps, {len(kernels)} kernels). Regenerated from the IR; do not edit."""',
             "import math",
             "import numpy as np",
-            "from numba import njit, prange, types as nt",
+            "from numba import prange, types as nt",
             "from kernelflow.codegen.numba.helpers import *  # noqa: F401,F403",
+            "from kernelflow.codegen.numba.module import kernel_njit as njit  # numba.njit; see there",
             "", ""]
     kernel_sources = {}
     body = []
@@ -302,3 +309,78 @@ def module_source(plan: FusionPlan, kernels: dict[int, Kernel], memory: MemoryPl
     make.append("    return run")
     source = "\n".join(head + body + make) + "\n"
     return source, d.bindings, kernel_sources
+
+
+# -- how the kernels of a generated module are compiled ----------------------------------------------
+_LOADING = threading.local()
+
+
+@dataclass
+class DeferredKernel:
+    """A kernel whose compilation the loader schedules itself (see ``deferred_kernels``)."""
+    name: str
+    dispatcher: Any
+    signature: Any
+    parallel: bool   # a prange kernel (compiled only by the loading process itself)
+    cost: int        # an estimate of its compile time, for scheduling: bytecode size, transcendentals
+
+
+def kernel_njit(*args, **options):
+    """The ``njit`` the generated modules decorate their kernels with: ``numba.njit`` itself (compiled
+    at import, from numba's cache or not), except while ``deferred_kernels()`` is active in this
+    thread: then each kernel becomes a lazy dispatcher, recorded with its signature, and the loader
+    compiles it later with ``compile_deferred`` (in whichever process it chooses: runtime/cache.py
+    compiles the kernels of a new module in several processes)."""
+    import numba  # noqa: PLC0415 - numba loads only when a module does
+    deferred = getattr(_LOADING, "deferred", None)
+    if deferred is None or len(args) != 1:
+        return numba.njit(*args, **options)
+    signature = args[0]
+
+    def decorate(fn):
+        dispatcher = numba.njit(**options)(fn)
+        if not hasattr(dispatcher, "compile"):  # NUMBA_DISABLE_JIT: a plain function
+            return dispatcher
+        deferred.append(DeferredKernel(fn.__name__, dispatcher, signature, bool(options.get("parallel")),
+                                       _compile_cost(fn)))
+        return dispatcher
+    return decorate
+
+
+# Calls that numba inlines at its IR level (helpers.py): each costs about as much compile time as
+# a few hundred bytes of kernel bytecode.
+_EXPENSIVE_CALLS = {"kf_tanh": 6000, "kf_logistic": 6000, "kf_exp": 1500, "kf_log": 1500,
+                    "kf_log1p": 1500, "kf_expm1": 1500}
+
+
+def _compile_cost(fn) -> int:
+    import dis  # noqa: PLC0415
+    code = fn.__code__
+    cost = len(code.co_code)
+    for ins in dis.get_instructions(code):
+        if ins.opname == "LOAD_GLOBAL":
+            cost += _EXPENSIVE_CALLS.get(ins.argval, 0)
+    return cost
+
+
+@contextlib.contextmanager
+def deferred_kernels():
+    """Within the block, importing a generated module compiles none of its kernels: they are appended,
+    in source order, to the list the block receives."""
+    saved = getattr(_LOADING, "deferred", None)
+    found: list[DeferredKernel] = []
+    _LOADING.deferred = found
+    try:
+        yield found
+    finally:
+        _LOADING.deferred = saved
+
+
+def compile_deferred(kernel: DeferredKernel) -> None:
+    """Compile (or load from numba's cache) a deferred kernel for its signature and close it to other
+    signatures: exactly what ``numba.njit(signature)`` does at decoration time."""
+    from numba.core import typeinfer  # noqa: PLC0415
+    dispatcher = kernel.dispatcher
+    with typeinfer.register_dispatcher(dispatcher):
+        dispatcher.compile(kernel.signature)
+    dispatcher.disable_compile()
