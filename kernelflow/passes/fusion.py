@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from ..ir import primitive
 from ..ir.graph import Graph, Node, Value
@@ -64,24 +64,25 @@ class NotFusable(Exception):
 
 
 # -- index maps ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Affine:
-    """``const + sum(coeffs[k] * d_k)`` over the domain indices ``d``."""
+class Affine(NamedTuple):
+    """``const + sum(coeffs[k] * d_k)`` over the domain indices ``d``. (A tuple: fusion builds and
+    hashes hundreds of thousands of them for an unrolled RNN, and a tuple's are C-speed.)"""
 
     const: int
     coeffs: tuple[int, ...]
 
     def scale(self, a: int) -> "Affine":
-        return Affine(self.const * a, tuple(c * a for c in self.coeffs))
+        return Affine(self[0] * a, tuple([c * a for c in self[1]]))
 
     def plus(self, other: "Affine") -> "Affine":
-        return Affine(self.const + other.const, tuple(a + b for a, b in zip(self.coeffs, other.coeffs)))
+        return Affine(self[0] + other[0], tuple([a + b for a, b in zip(self[1], other[1])]))
 
     def shift(self, c: int) -> "Affine":
-        return Affine(self.const + c, self.coeffs)
+        return Affine(self[0] + c, self[1])
 
     def uses(self, dims: Iterable[int]) -> bool:
-        return any(self.coeffs[k] != 0 for k in dims)
+        coeffs = self[1]
+        return any(coeffs[k] != 0 for k in dims)
 
 
 IndexMap = tuple  # tuple[Affine, ...]: one Affine per dim of the value
@@ -135,10 +136,13 @@ def normalize(m, shape, domain) -> IndexMap:
 
 def to_flat(m: IndexMap, shape, n: int) -> Affine:
     """The row-major flat offset of the element the map addresses."""
-    flat = zero(n)
+    const, coeffs = 0, [0] * n
     for a, s in zip(m, row_strides(shape)):
-        flat = flat.plus(a.scale(s))
-    return flat
+        const += a[0] * s
+        for k, c in enumerate(a[1]):
+            if c:
+                coeffs[k] += c * s
+    return Affine(const, tuple(coeffs))
 
 
 def from_flat(flat: Affine, shape, domain) -> IndexMap:
@@ -472,7 +476,8 @@ class _Groups:
     a DAG at all times, merges never create cycles). A path between two groups climbs strictly in
     level, so the cycle search between ``a`` and ``b`` only visits groups whose level lies between
     theirs (without this bound each check walks everything downstream: an unrolled RNN's fusion
-    took seconds)."""
+    took seconds). The edges of the step graph are kept per group (``succ``/``pred``: the other groups
+    it writes to / reads from) and updated on each merge, so the search never walks a group's nodes."""
 
     def __init__(self, graph: Graph, users):
         self.graph = graph
@@ -481,15 +486,18 @@ class _Groups:
         self.group = {n: i for i, n in enumerate(graph.nodes)}
         self.members = {i: [n] for i, n in enumerate(graph.nodes)}
         self.level: dict[int, int] = {}
+        self.succ: dict[int, set[int]] = {i: set() for i in range(len(graph.nodes))}
+        self.pred: dict[int, set[int]] = {i: set() for i in range(len(graph.nodes))}
         for i, n in enumerate(graph.nodes):  # topological order: producers first
-            self.level[i] = 1 + max((self.level[self.group[v.producer]] for v in n.inputs
-                                     if v.producer is not None), default=0)
+            for v in n.inputs:
+                if v.producer is not None:
+                    p = self.group[v.producer]
+                    self.succ[p].add(i)
+                    self.pred[i].add(p)
+            self.level[i] = 1 + max((self.level[p] for p in self.pred[i]), default=0)
 
-    def successors(self, g: int):
-        for n in self.members[g]:
-            for v in n.outputs:
-                for u in self.users.get(v, ()):
-                    yield self.group[u]
+    def successors(self, g: int) -> set[int]:
+        return self.succ[g]
 
     def creates_cycle(self, a: int, b: int) -> bool:
         """Would merging groups a and b create a cycle, i.e. a path a -> other group(s) -> b or back?
@@ -497,20 +505,19 @@ class _Groups:
         The search runs over groups, not nodes: a path may enter a group at one node and leave it from
         another that does not depend on the first (siblings merged into one kernel)."""
         low, high = (a, b) if self.level[a] <= self.level[b] else (b, a)
-        top = self.level[high]
-        if self.level[low] == top:
+        level = self.level
+        top = level[high]
+        if level[low] == top:
             return False  # no path either way between groups of one level
-        stack = [s for s in self.successors(low) if s != low and s != high and self.level[s] < top]
-        seen = set()
+        stack = [s for s in self.succ[low] if s != high and level[s] < top]
+        seen = set(stack)
         while stack:
             g = stack.pop()
-            if g in seen:
-                continue
-            seen.add(g)
-            for s in self.successors(g):
+            for s in self.succ[g]:
                 if s == high:
                     return True
-                if s not in seen and s != g and s != low and self.level[s] < top:
+                if s not in seen and s != low and level[s] < top:
+                    seen.add(s)
                     stack.append(s)
         return False
 
@@ -518,13 +525,26 @@ class _Groups:
         keep, gone = (a, b) if a < b else (b, a)
         for n in self.members[gone]:
             self.group[n] = keep
-        self.members[keep] = sorted(self.members[keep] + self.members.pop(gone), key=self.pos.get)
+        self.members[keep] = list(heapq.merge(self.members[keep], self.members.pop(gone), key=self.pos.get))
         self.level[keep] = max(self.level[keep], self.level.pop(gone))
+        succ_gone, pred_gone = self.succ.pop(gone), self.pred.pop(gone)
+        for p in pred_gone:
+            self.succ[p].discard(gone)
+            if p != keep:
+                self.succ[p].add(keep)
+        for s in succ_gone:
+            self.pred[s].discard(gone)
+            if s != keep:
+                self.pred[s].add(keep)
+        self.succ[keep] |= succ_gone
+        self.succ[keep] -= {keep, gone}
+        self.pred[keep] |= pred_gone
+        self.pred[keep] -= {keep, gone}
         stack = [keep]  # restore "a group's level exceeds its producers'" downstream
         while stack:
             g = stack.pop()
-            for s in self.successors(g):
-                if s != g and self.level[s] <= self.level[g]:
+            for s in self.succ[g]:
+                if self.level[s] <= self.level[g]:
                     self.level[s] = self.level[g] + 1
                     stack.append(s)
         return keep
