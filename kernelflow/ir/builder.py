@@ -16,8 +16,16 @@ from .graph import Graph, Node, SourceLoc, Value
 from .types import DType, DTypeError, ShapeError, TensorType, as_dtype, type_of_array
 
 
+_PLAIN = frozenset({int, str, float, bool, type(None)})
+
+
 def canonical_attr(v: Any) -> Any:
     """Attributes are immutable: lists become tuples, numpy scalars Python scalars, arrays read-only."""
+    t = type(v)
+    if t in _PLAIN:  # already canonical (the common case: every attribute a pass copies)
+        return v
+    if t is tuple and all(type(x) is int for x in v):
+        return v
     if isinstance(v, (list, tuple)):
         return tuple(canonical_attr(x) for x in v)
     if isinstance(v, (bool, np.bool_)):
@@ -70,12 +78,11 @@ class GraphBuilder:
     def emit_node(self, op: str, *inputs: Value, **attrs) -> Node:
         prim = primitive.get(op)
         for i, v in enumerate(inputs):
-            if not isinstance(v, Value):
+            if v.__class__ is not Value and not isinstance(v, Value):
                 raise TypeError(f"{op}: operand {i} is {type(v).__name__}, not an IR Value")
         attrs = {k: canonical_attr(v) for k, v in attrs.items()}
-        missing = [a for a in prim.attr_names if a not in attrs]
-        extra = [a for a in attrs if a not in prim.attr_names]
-        if missing or extra:
+        names = prim.attr_names
+        if len(attrs) != len(names) or any(a not in attrs for a in names):
             raise TypeError(f"{op}: attributes {sorted(attrs)} do not match the expected "
                             f"{list(prim.attr_names)}")
         in_types = [v.type for v in inputs]

@@ -59,7 +59,7 @@ class Node:
         self.op = op
         self.inputs = tuple(inputs)
         self.attrs = dict(attrs)
-        self.outputs = tuple(Value(t, self, i) for i, t in enumerate(output_types))
+        self.outputs = tuple([Value(t, self, i) for i, t in enumerate(output_types)])
         self.loc = loc
 
     @property

@@ -44,6 +44,8 @@ def format_array(a: np.ndarray) -> str:
 
 
 def format_attr(v) -> str:
+    if type(v) is tuple and all(type(x) is int for x in v):  # the common case (shapes, axes), fast
+        return "[" + ", ".join(map(str, v)) + "]"
     if v is None:
         return "none"
     if isinstance(v, DType):
@@ -66,32 +68,47 @@ def format_name(name: str) -> str:
 def print_graph(graph: Graph, annotate=None) -> str:
     """The canonical text of ``graph``. ``annotate(node) -> str`` may append a comment per node."""
     names: dict[Value, str] = {}
+    type_text: dict = {}  # TensorType -> its text (many values share a type)
+    loc_text: dict = {}   # SourceLoc -> ' loc("file":line)'
 
     def name(v: Value) -> str:
-        if v not in names:
-            raise ValueError(f"value {v!r} is used before it is defined (graph {graph.name})")
-        return names[v]
+        try:
+            return names[v]
+        except KeyError:
+            raise ValueError(f"value {v!r} is used before it is defined (graph {graph.name})") from None
+
+    def typed(v: Value) -> str:
+        t = v.type
+        text = type_text.get(t)
+        if text is None:
+            text = type_text[t] = str(t)
+        return text
 
     def define(v: Value) -> str:
-        names[v] = f"%{len(names)}"
-        return f"{names[v]}: {v.type}"
+        label = names[v] = f"%{len(names)}"
+        return f"{label}: {typed(v)}"
 
-    params = ", ".join(define(v) for v in graph.inputs)
-    results = ", ".join(str(v.type) for v in graph.outputs)
+    params = ", ".join([define(v) for v in graph.inputs])
+    results = ", ".join([typed(v) for v in graph.outputs])
     lines = [f"graph {format_name(graph.name)}({params}) -> ({results}) {{"]
     for node in graph.nodes:
-        args = ", ".join(name(v) for v in node.inputs)
-        outs = ", ".join(define(v) for v in node.outputs)
+        args = ", ".join([name(v) for v in node.inputs])
+        outs = ", ".join([define(v) for v in node.outputs])
         text = f"  {outs} = {node.op}({args})"
-        if node.attrs:
-            text += " {" + ", ".join(f"{k}={format_attr(node.attrs[k])}" for k in sorted(node.attrs)) + "}"
-        if node.loc is not None:
-            text += f" loc({json.dumps(node.loc.file)}:{node.loc.line})"
+        attrs = node.attrs
+        if attrs:
+            text += " {" + ", ".join([f"{k}={format_attr(attrs[k])}" for k in sorted(attrs)]) + "}"
+        loc = node.loc
+        if loc is not None:
+            where = loc_text.get(loc)
+            if where is None:
+                where = loc_text[loc] = f" loc({json.dumps(loc.file)}:{loc.line})"
+            text += where
         if annotate is not None:
             note = annotate(node)
             if note:
                 text += f"  # {note}"
         lines.append(text)
-    lines.append("  return " + ", ".join(name(v) for v in graph.outputs) if graph.outputs else "  return")
+    lines.append("  return " + ", ".join([name(v) for v in graph.outputs]) if graph.outputs else "  return")
     lines.append("}")
     return "\n".join(lines) + "\n"
