@@ -168,3 +168,47 @@ def test_no_fork_in_a_process_with_threads(tmp_path):
     report = run_jobs(tmp_path, mode="threads")
     assert report["compile_jobs"] is None and report["compiled"] == report["kernels"]
     check_outputs(report)
+
+
+# -- the collector's thresholds while tracing and compiling ----------------------------------------------
+import gc  # noqa: E402
+import threading  # noqa: E402
+
+from kernelflow.frontend.staging import GC_THRESHOLDS, fewer_gc_passes  # noqa: E402
+
+
+def test_gc_thresholds_are_raised_inside_and_restored_after():
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        with fewer_gc_passes():
+            assert gc.get_threshold() == GC_THRESHOLDS
+            with fewer_gc_passes():  # nested: the outer block restores
+                assert gc.get_threshold() == GC_THRESHOLDS
+            assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_threshold() == (700, 10, 10)
+        gc.set_threshold(10 ** 6, 5, 500)  # a caller's higher thresholds stay
+        with fewer_gc_passes():
+            assert gc.get_threshold() == (10 ** 6, 20, 500)
+        assert gc.get_threshold() == (10 ** 6, 5, 500)
+    finally:
+        gc.set_threshold(*saved)
+
+
+def test_gc_thresholds_with_overlapping_threads_end_restored():
+    saved = gc.get_threshold()
+    inside, leave = threading.Barrier(2), threading.Event()
+
+    def compile_like():
+        with fewer_gc_passes():
+            inside.wait()
+            leave.wait()
+
+    t = threading.Thread(target=compile_like)
+    t.start()
+    with fewer_gc_passes():
+        inside.wait()
+    assert gc.get_threshold() == tuple(max(a, b) for a, b in zip(saved, GC_THRESHOLDS))  # the thread is inside
+    leave.set()
+    t.join()
+    assert gc.get_threshold() == saved

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..ir import Graph
 from .pytree import flatten, leaf_paths, unflatten
-from .staging import (TracedGraph, compile_executable, graph_name, inline_graph,
+from .staging import (TracedGraph, compile_executable, fewer_gc_passes, graph_name, inline_graph,
                       leaf_type, trace_graph)
 from .tracer import Tracer, top_trace
 
@@ -80,7 +80,8 @@ class Lowered:
         if target is not None:
             from ..runtime.gpu import compile_ahead  # noqa: PLC0415
             return compile_ahead(self.graph, target)
-        return compile_executable(self.graph, self.backend, self.check_nan)
+        with fewer_gc_passes():
+            return compile_executable(self.graph, self.backend, self.check_nan)
 
     def as_dot(self) -> str:
         """Graphviz DOT text: one box per node (op, result type, source line), edges for values."""
@@ -238,7 +239,8 @@ class Jitted:
             return self.fn(*full, **kw)
 
         self.trace_count += 1
-        traced = trace_graph(fn_of_leaves, types, self.name)
+        with fewer_gc_passes():
+            traced = trace_graph(fn_of_leaves, types, self.name)
         traced.dump_prefix = _dump(traced.graph)
         return traced
 
@@ -252,8 +254,9 @@ class Jitted:
         else:
             compiled = entry.compiled  # one executable per traced signature, however the key was spelled
             if compiled is None:
-                compiled = entry.compiled = (compile_executable(entry.graph, self.backend, self.check_nan),
-                                             [v.type.dtype.np_dtype for v in entry.graph.inputs])
+                with fewer_gc_passes():
+                    exe = compile_executable(entry.graph, self.backend, self.check_nan)
+                compiled = entry.compiled = (exe, [v.type.dtype.np_dtype for v in entry.graph.inputs])
                 if entry.dump_prefix:
                     _dump_compiled(entry.dump_prefix, compiled[0])
             exe, dtypes = compiled

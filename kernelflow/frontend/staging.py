@@ -8,7 +8,10 @@
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -135,6 +138,37 @@ def call_graph(graph: Graph, inputs: Sequence, run: Callable[[list[np.ndarray]],
 def interpret_runner(graph: Graph, check_nan: bool = False):
     from ..ir.interpret import interpret  # noqa: PLC0415
     return lambda arrays: interpret(graph, arrays, check_nan=check_nan)
+
+
+# -- the garbage collector while compiling -------------------------------------------------------------
+# Tracing, the passes and numba allocate millions of small objects (nodes, values, dicts, numba IR);
+# with CPython's default thresholds (a young-generation pass every 700 allocations, full passes as
+# the heap grows) the collector took 16% of a cold W7 compile. Within ``fewer_gc_passes`` the young
+# generation is collected every GC_YOUNG_THRESHOLD allocations instead: the same garbage is still
+# collected (memory stays bounded), in far fewer passes (passes + trace of W7: 3.15 -> 2.85 s CPU).
+GC_THRESHOLDS = (50_000, 20, 100)
+_gc_lock = threading.Lock()
+_gc_depth = 0
+_gc_saved: tuple | None = None
+
+
+@contextlib.contextmanager
+def fewer_gc_passes():
+    """Raise the collector's thresholds for the block (nested and concurrent blocks share one setting;
+    the last one to leave restores the caller's thresholds; thresholds set higher are kept)."""
+    global _gc_depth, _gc_saved
+    with _gc_lock:
+        if _gc_depth == 0:
+            _gc_saved = gc.get_threshold()
+            gc.set_threshold(*(max(a, b) for a, b in zip(_gc_saved, GC_THRESHOLDS)))
+        _gc_depth += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0:
+                gc.set_threshold(*_gc_saved)
 
 
 # -- backends -----------------------------------------------------------------------------------------
