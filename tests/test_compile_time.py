@@ -212,3 +212,34 @@ def test_gc_thresholds_with_overlapping_threads_end_restored():
     leave.set()
     t.join()
     assert gc.get_threshold() == saved
+
+
+# -- copying nodes without their shape rules -------------------------------------------------------------
+def test_copy_node_copies_like_emit_node():
+    """Inlining and autodiff copy whole graphs with ``copy_node``: the copy prints exactly as a copy made
+    through ``emit_node`` (which reruns every shape rule), source locations included."""
+    from kernelflow.ir import SourceLoc
+    from kernelflow.ir.printer import print_graph
+
+    def fn(b, x, w):
+        with b.at(SourceLoc("model.py", 3)):
+            h = b.tanh(dot(b, x, w))
+        m = b.reduce_max(h, axes=(1,))  # no location
+        return [b.sub(h, b.broadcast_in_dim(m, shape=(4, 5), dims=(0,))), b.constant(np.arange(3.0))]
+    g = build([((4, 6), "f32"), ((6, 5), "f32")], fn)
+
+    def copy(use_copy_node):
+        b = GraphBuilder(g.name)
+        env = {v: b.add_input(v.type) for v in g.inputs}
+        with b.at(SourceLoc("outer.py", 9)):  # a location in effect: nodes without one take it
+            for n in g.nodes:
+                ins = [env[v] for v in n.inputs]
+                if use_copy_node:
+                    new = b.copy_node(n, ins)
+                else:
+                    with b.at(n.loc):
+                        new = b.emit_node(n.op, *ins, **n.attrs)
+                env.update(zip(n.outputs, new.outputs))
+        return print_graph(b.finish([env[v] for v in g.outputs]))
+    assert copy(True) == copy(False)
+    assert 'loc("outer.py":9)' in copy(True) and 'loc("model.py":3)' in copy(True)

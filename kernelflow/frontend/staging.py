@@ -118,9 +118,8 @@ def inline_graph(trace: Trace, graph: Graph, inputs: Sequence) -> list[Tracer]:
             raise ShapeError(f"input {i} of {graph.name}: expected {v.type}, got {val.type}")
         env[v] = val
     b = trace.builder
-    for node in graph.nodes:
-        with b.at(node.loc):
-            new = b.emit_node(node.op, *[env[v] for v in node.inputs], **node.attrs)
+    for node in graph.nodes:  # every operand has its original type (checked above for the inputs)
+        new = b.copy_node(node, [env[v] for v in node.inputs])
         for old, fresh in zip(node.outputs, new.outputs):
             env[old] = fresh
     return [wrap(trace, env[v]) for v in graph.outputs]

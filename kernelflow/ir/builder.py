@@ -95,6 +95,16 @@ class GraphBuilder:
         self.graph.nodes.append(node)
         return node
 
+    def copy_node(self, node: Node, inputs) -> Node:
+        """Append a copy of ``node`` (a node of a valid graph) reading ``inputs`` instead of its own
+        operands, with its own attributes, output types and source location. The caller guarantees that
+        each new operand has the type of the operand it replaces, so the shape rule would infer the
+        node's own output types again: copying whole graphs (inlining, autodiff's forward pass) skips it."""
+        loc = node.loc if node.loc is not None else self.loc  # as ``at(node.loc)`` would
+        new = Node(node.op, inputs, node.attrs, [v.type for v in node.outputs], loc)
+        self.graph.nodes.append(new)
+        return new
+
     def emit(self, op: str, *inputs: Value, **attrs) -> Value | tuple[Value, ...]:
         node = self.emit_node(op, *inputs, **attrs)
         return node.outputs[0] if len(node.outputs) == 1 else node.outputs

@@ -63,9 +63,8 @@ def vjp_graph(graph: Graph, wrt: Sequence[int], seeds: Sequence | None = None) -
         env[v] = b.add_input(v.type)
     # Forward: copied once; the backward pass reads these values instead of recomputing them.
     node_map: dict[Node, Node] = {}
-    for n in graph.nodes:
-        with b.at(n.loc):
-            new = b.emit_node(n.op, *[env[v] for v in n.inputs], **n.attrs)
+    for n in graph.nodes:  # operands of the same types as the originals: a plain copy
+        new = b.copy_node(n, [env[v] for v in n.inputs])
         node_map[n] = new
         for old, nv in zip(n.outputs, new.outputs):
             env[old] = nv
