@@ -27,11 +27,29 @@ stride-1 loops are unit-stride and vectorize.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+import numba
+from numba import njit, prange
 
 from .blas import matmul
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy", boundscheck=False)
+# Convolution loops: multiply-adds fused (one rounding, as in BLAS); the weight gradient's dot
+# products also reassociated, which is what lets a float sum use vector lanes.
+_CONTRACT = dict(_JIT, fastmath={"contract"})
+_REASSOC = dict(_JIT, fastmath={"contract", "reassoc"})
+
+# Which convolutions run as direct loops (any padding, dilation, groups and vertical stride), and
+# which as im2col + BLAS GEMM: direct when the horizontal stride is 1, a group has at most
+# DIRECT_MAX_GROUP_CHANNELS output channels and an output row across the batch (OW*N) has at least
+# DIRECT_MIN_ROW elements. The direct loops run at ~28 GMAC/s whatever the channel counts (one
+# thread, AVX2 width); GEMM gets faster with more output channels. Measured (ms, direct / GEMM,
+# forward; the gradients alike): LeNet conv2 (64,6,14,14)*(16,6,5,5) 0.60 / 1.36;
+# (64,32,16,16)*(32,32,3,3) 5.3 / 7.4; (32,64,16,16)*(64,64,3,3) 10.5 / 9.3;
+# (16,128,8,8)*(128,128,3,3) 6.4 / 3.6; batch 1 (1,32,56,56)*(32,32,3,3) 1.5 / 1.1.
+DIRECT_MAX_GROUP_CHANNELS = 32
+DIRECT_MIN_ROW = 128
+# Direct convs with at least this many multiply-adds split their channels over numba's threads.
+THREADS_MIN_MACS = 1 << 62
 
 WINDOW_OPS = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad", "reduce_window_max",
               "select_and_scatter_add", "select_and_gather", "reduce_window_sum",
@@ -52,6 +70,228 @@ def _range(base, stride, size, count):
     if lo > hi:
         lo = hi
     return lo, hi
+
+
+# -- direct convolution, batch innermost ----------------------------------------------------------
+# Tensors are copied to a (channels, rows, columns, batch) layout: one output row of one channel is
+# then OW*N contiguous elements, and each kernel tap (c, i, j) reads a contiguous input slice of the
+# same length at a fixed offset. Every loop below runs along such a row, unit-stride and long (640
+# elements for LeNet's second conv at batch 64), with no padding tests: the copies carry the zero
+# padding. Taps go four to a pass, so a pass loads and stores the accumulator row once per four
+# multiply-adds. Index slices (``buf[offset:]``, indexed from 0) keep the loop indices provably
+# non-negative: a signed ``buf[offset + q]`` makes numba test for negative indices and LLVM falls
+# back to gathers.
+@njit(**_JIT)
+def _to_batch_inner(x, xt, pt, pl):
+    """xt (C, HP, WP, N) <- x (N, C, H, W) with the batch innermost and zero padding: pt rows on top,
+    pl columns on the left, the rest of HP x WP at the bottom and right."""
+    n_, c_, h, w = x.shape
+    hp, wp = xt.shape[1], xt.shape[2]
+    row = wp * n_
+    xtf = xt.reshape(-1)
+    for c in range(c_):
+        for y in range(hp):
+            dst = xtf[(c * hp + y) * row:(c * hp + y + 1) * row]
+            if y < pt or y >= pt + h:
+                for k in range(row):
+                    dst[k] = 0
+                continue
+            for k in range(pl * n_):
+                dst[k] = 0
+            for k in range((pl + w) * n_, row):
+                dst[k] = 0
+            for n in range(n_):
+                src = x[n, c, y - pt]
+                for b in range(w):
+                    dst[(b + pl) * n_ + n] = src[b]
+    return
+
+
+@njit(**_JIT)
+def _from_batch_inner(acc, out, c, y):
+    """out[n, c, y, b] = acc[b * N + n]: one batch-innermost row back to NCHW."""
+    n_, w = out.shape[0], out.shape[3]
+    for n in range(n_):
+        dst = out[n, c, y]
+        for b in range(w):
+            dst[b] = acc[b * n_ + n]
+    return
+
+
+@njit(**_JIT)
+def _tap_offsets(cg, kh, kw, hp, wp, n_, dh, dw):
+    """Offset of tap (c, i, j) from a window's first element in a (C, HP, WP, N) tensor, in
+    (c, i, j) order (the order of a weight's flattened (C/groups, KH, KW))."""
+    offs = np.empty(cg * kh * kw, np.int64)
+    for c in range(cg):
+        for i in range(kh):
+            for j in range(kw):
+                offs[(c * kh + i) * kw + j] = ((c * hp + i * dh) * wp + j * dw) * n_
+    return offs
+
+
+@njit(**_CONTRACT)
+def _add_taps(acc, src, offs, wts, ntaps):
+    """acc[q] += sum over taps t < ntaps of wts[t] * src[offs[t] + q], four taps per pass."""
+    length = acc.size
+    t = 0
+    while t + 8 <= ntaps:
+        w0, w1, w2, w3 = wts[t], wts[t + 1], wts[t + 2], wts[t + 3]
+        w4, w5, w6, w7 = wts[t + 4], wts[t + 5], wts[t + 6], wts[t + 7]
+        s0, s1, s2, s3 = src[offs[t]:], src[offs[t + 1]:], src[offs[t + 2]:], src[offs[t + 3]:]
+        s4, s5, s6, s7 = src[offs[t + 4]:], src[offs[t + 5]:], src[offs[t + 6]:], src[offs[t + 7]:]
+        for q in range(length):
+            acc[q] += (w0 * s0[q] + w1 * s1[q] + w2 * s2[q] + w3 * s3[q]
+                       + w4 * s4[q] + w5 * s5[q] + w6 * s6[q] + w7 * s7[q])
+        t += 8
+    while t + 4 <= ntaps:
+        w0, w1, w2, w3 = wts[t], wts[t + 1], wts[t + 2], wts[t + 3]
+        s0, s1, s2, s3 = src[offs[t]:], src[offs[t + 1]:], src[offs[t + 2]:], src[offs[t + 3]:]
+        for q in range(length):
+            acc[q] += w0 * s0[q] + w1 * s1[q] + w2 * s2[q] + w3 * s3[q]
+        t += 4
+    while t < ntaps:
+        w0, s0 = wts[t], src[offs[t]:]
+        for q in range(length):
+            acc[q] += w0 * s0[q]
+        t += 1
+    return
+
+
+@njit(**_CONTRACT)
+def _conv_out_channel(o, xt, w, out, sh, groups, offs):
+    """out[:, o]: each output row (OW*N, batch innermost) is the sum over the taps of the tap's
+    weight times the input slice at the tap's offset from the row's first window."""
+    _, hp, wp, n_ = xt.shape
+    o_, cg = w.shape[0], w.shape[1]
+    oh, ow = out.shape[2], out.shape[3]
+    c0 = o // (o_ // groups) * cg
+    wo = w.reshape(o_, -1)[o]
+    xf = xt.reshape(-1)
+    acc = np.empty(ow * n_, out.dtype)
+    for a in range(oh):
+        acc[:] = 0
+        _add_taps(acc, xf[(c0 * hp + a * sh) * wp * n_:], offs, wo, offs.size)
+        _from_batch_inner(acc, out, o, a)
+    return
+
+
+@njit(**_CONTRACT)
+def _conv_in_channel(c, gt, w, out, sh, pt, pl, dh, dw, groups):
+    """out[:, c] of the input gradient, gathered: input row y (padded row y + pt) collects, for every
+    kernel row i and output row a with a*sh + i*dh == y + pt and every output channel o of c's
+    group, the taps j of the output-gradient row. ``gt`` is (O, OH, OW + 2*(KW-1)*dw, N) with
+    (KW-1)*dw zero columns on each side, so every tap reads a full slice."""
+    o_, oh, gw, n_ = gt.shape
+    cg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    h, wd = out.shape[2], out.shape[3]
+    og = o_ // groups
+    o0, cc = c // cg * og, c % cg
+    offs = np.empty(og * kh * kw, np.int64)
+    wts = np.empty(og * kh * kw, out.dtype)
+    acc = np.empty(wd * n_, out.dtype)
+    gf = gt.reshape(-1)
+    for y in range(h):
+        ntaps = 0
+        for i in range(kh):
+            t = y + pt - i * dh
+            if t < 0 or t % sh != 0 or t // sh >= oh:
+                continue
+            for o in range(o0, o0 + og):
+                for j in range(kw):
+                    # input column b (padded b + pl) gets output column b + pl - j*dw, stored at
+                    # b + pl + (kw-1-j)*dw
+                    offs[ntaps] = ((o * oh + t // sh) * gw + pl + (kw - 1 - j) * dw) * n_
+                    wts[ntaps] = w[o, cc, i, j]
+                    ntaps += 1
+        acc[:] = 0
+        _add_taps(acc, gf, offs, wts, ntaps)
+        _from_batch_inner(acc, out, c, y)
+    return
+
+
+@njit(**_REASSOC)
+def _conv_weight_channel(o, xt, gt, out, sh, groups, offs):
+    """out[o] (flattened C/groups*KH*KW): for each tap, the sum over output rows of the dot product
+    of the output-gradient row (OW*N) with the input slice at the tap's offset; four taps share each
+    pass over the gradient row. Float sums are reassociated (vector lanes), like BLAS."""
+    _, hp, wp, n_ = xt.shape
+    o_, oh, ow, _ = gt.shape
+    cg = out.shape[1]
+    c0 = o // (o_ // groups) * cg
+    dwo = out.reshape(o_, -1)[o]
+    length = ow * n_
+    xf, gf = xt.reshape(-1), gt.reshape(-1)
+    zero = np.zeros(1, out.dtype)[0]
+    taps = offs.size
+    for t in range(0, taps, 8):
+        last = min(t + 8, taps) - 1  # past the last tap, the 8-wide pass repeats it (dropped)
+        o0, o1, o2, o3 = offs[t], offs[min(t + 1, last)], offs[min(t + 2, last)], offs[min(t + 3, last)]
+        o4, o5, o6, o7 = offs[min(t + 4, last)], offs[min(t + 5, last)], offs[min(t + 6, last)], offs[last]
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+        for a in range(oh):
+            gr = gf[(o * oh + a) * length:]
+            xr = xf[(c0 * hp + a * sh) * wp * n_:]
+            x0, x1, x2, x3 = xr[o0:], xr[o1:], xr[o2:], xr[o3:]
+            x4, x5, x6, x7 = xr[o4:], xr[o5:], xr[o6:], xr[o7:]
+            for q in range(length):
+                gv = gr[q]
+                s0 += gv * x0[q]
+                s1 += gv * x1[q]
+                s2 += gv * x2[q]
+                s3 += gv * x3[q]
+                s4 += gv * x4[q]
+                s5 += gv * x5[q]
+                s6 += gv * x6[q]
+                s7 += gv * x7[q]
+        sums = (s0, s1, s2, s3, s4, s5, s6, s7)
+        for k in range(last - t + 1):
+            dwo[t + k] = sums[k]
+    return
+
+
+# The same loops over channels, serial and with threads (a separate function each: numba's disk
+# cache does not tell a parallel compilation of a function from a serial one).
+@njit(**_JIT)
+def _conv_direct(xt, w, out, sh, groups, offs):
+    for o in range(w.shape[0]):
+        _conv_out_channel(o, xt, w, out, sh, groups, offs)
+    return
+
+
+@njit(parallel=True, **_JIT)
+def _conv_direct_threads(xt, w, out, sh, groups, offs):
+    for o in prange(w.shape[0]):
+        _conv_out_channel(o, xt, w, out, sh, groups, offs)
+    return
+
+
+@njit(**_JIT)
+def _conv_input_grad_direct(gt, w, out, sh, pt, pl, dh, dw, groups):
+    for c in range(out.shape[1]):
+        _conv_in_channel(c, gt, w, out, sh, pt, pl, dh, dw, groups)
+    return
+
+
+@njit(parallel=True, **_JIT)
+def _conv_input_grad_direct_threads(gt, w, out, sh, pt, pl, dh, dw, groups):
+    for c in prange(out.shape[1]):
+        _conv_in_channel(c, gt, w, out, sh, pt, pl, dh, dw, groups)
+    return
+
+
+@njit(**_JIT)
+def _conv_weight_grad_direct(xt, gt, out, sh, groups, offs):
+    for o in range(out.shape[0]):
+        _conv_weight_channel(o, xt, gt, out, sh, groups, offs)
+    return
+
+
+@njit(parallel=True, **_JIT)
+def _conv_weight_grad_direct_threads(xt, gt, out, sh, groups, offs):
+    for o in prange(out.shape[0]):
+        _conv_weight_channel(o, xt, gt, out, sh, groups, offs)
+    return
 
 
 # -- im2col / col2im ------------------------------------------------------------------------------
@@ -142,16 +382,34 @@ def _first_max(xf, p, h, w, i0, i1, j0, j1):
 @njit(**_JIT)
 def _pool_max(x, out, kh, kw, sh, sw, pt, pl):
     """Max pooling: each output is the value at its window's first maximum (a window clipped to the
-    input is never empty: the shape rule keeps padding < window)."""
+    input is never empty: the shape rule keeps padding < window). The windows inside the input
+    columns of an output row are done together, one window element per pass along the row: the
+    running maximum is a select (no branch), so a row of windows costs a few cycles per element
+    (random data makes a branchy maximum mispredict). Windows clipped by padding: one by one."""
     planes, h, w = x.shape[0] * x.shape[1], x.shape[2], x.shape[3]
     oh, ow = out.shape[2], out.shape[3]
     xf, of = x.reshape(-1), out.reshape(-1)
+    blo = min((pl + sw - 1) // sw, ow)                  # first b with b*sw - pl >= 0
+    bhi = max(min((w + pl - kw) // sw + 1, ow), blo)    # past the last b with b*sw - pl + kw <= w
     for p in range(planes):
         for a in range(oh):
             i0, i1 = max(a * sh - pt, 0), min(a * sh - pt + kh, h)
+            orow = of[(p * oh + a) * ow:(p * oh + a + 1) * ow]
             for b in range(ow):
-                j0, j1 = max(b * sw - pl, 0), min(b * sw - pl + kw, w)
-                of[(p * oh + a) * ow + b] = xf[_first_max(xf, p, h, w, i0, i1, j0, j1)]
+                if b < blo or b >= bhi:
+                    j0, j1 = max(b * sw - pl, 0), min(b * sw - pl + kw, w)
+                    orow[b] = xf[_first_max(xf, p, h, w, i0, i1, j0, j1)]
+            best = orow[blo:bhi]
+            for ih in range(i0, i1):
+                for jw in range(kw):
+                    row = xf[(p * h + ih) * w + blo * sw - pl + jw:]
+                    if ih == i0 and jw == 0:
+                        for b in range(bhi - blo):
+                            best[b] = row[b * sw]
+                        continue
+                    for b in range(bhi - blo):
+                        v, cur = row[b * sw], best[b]
+                        best[b] = v if (cur == cur) & ((v > cur) | (v != v)) else cur
     return
 
 
@@ -232,7 +490,7 @@ def _scratch(scratch: dict, key, size: int, dtype) -> np.ndarray:
     return buf[:size]
 
 
-def run_conv2d(x, w, out, scratch, key, stride, padding, dilation, groups):
+def _conv2d_gemm(x, w, out, scratch, key, stride, padding, dilation, groups):
     n, c, _, _ = x.shape
     o, cg, kh, kw = w.shape
     oh, ow = out.shape[2], out.shape[3]
@@ -244,7 +502,7 @@ def run_conv2d(x, w, out, scratch, key, stride, padding, dilation, groups):
            out.reshape(n, groups, o // groups, length), n * o * rows // groups * length)
 
 
-def run_conv2d_input_grad(g, w, out, scratch, key, stride, padding, dilation, groups, input_shape=None):
+def _conv2d_input_grad_gemm(g, w, out, scratch, key, stride, padding, dilation, groups, input_shape=None):
     n, c, _, _ = out.shape
     o, cg, kh, kw = w.shape
     oh, ow = g.shape[2], g.shape[3]
@@ -256,7 +514,7 @@ def run_conv2d_input_grad(g, w, out, scratch, key, stride, padding, dilation, gr
     _col2im(cols, out, kh, kw, oh, ow, stride[0], stride[1], padding[0], padding[2], dilation[0], dilation[1])
 
 
-def run_conv2d_weight_grad(x, g, out, scratch, key, stride, padding, dilation, groups, weight_shape=None):
+def _conv2d_weight_grad_gemm(x, g, out, scratch, key, stride, padding, dilation, groups, weight_shape=None):
     n, c, _, _ = x.shape
     o, cg, kh, kw = out.shape
     oh, ow = g.shape[2], g.shape[3]
@@ -270,6 +528,65 @@ def run_conv2d_weight_grad(x, g, out, scratch, key, stride, padding, dilation, g
     matmul(gt.reshape(groups, o // groups, n * length),
            cols.reshape(groups, cg * kh * kw, n * length).transpose(0, 2, 1),
            out.reshape(groups, o // groups, cg * kh * kw), n * o * rows // groups * length)
+
+
+def _direct(out_shape, w_shape, stride, groups) -> bool:
+    """Direct loops or im2col + GEMM for a conv with this output and weight shape (the rule above)."""
+    n, o, _, ow = out_shape
+    return stride[1] == 1 and o // groups <= DIRECT_MAX_GROUP_CHANNELS and ow * n >= DIRECT_MIN_ROW
+
+
+def _threads(macs) -> bool:
+    return macs >= THREADS_MIN_MACS and numba.get_num_threads() > 1
+
+
+def _conv_macs(out_shape, w_shape) -> int:
+    """Multiply-adds of a conv2d with this output and weight shape (all three ops do as many)."""
+    n, o, oh, ow = out_shape
+    return n * o * oh * ow * w_shape[1] * w_shape[2] * w_shape[3]
+
+
+def _batch_inner(scratch, key, x, pads) -> np.ndarray:
+    """x (N, C, H, W) copied to a scratch (C, H + top + bottom, W + left + right, N)."""
+    n, c, h, w = x.shape
+    top, bottom, left, right = pads
+    shape = (c, h + top + bottom, w + left + right, n)
+    xt = _scratch(scratch, key, int(np.prod(shape)), x.dtype).reshape(shape)
+    _to_batch_inner(x, xt, top, left)
+    return xt
+
+
+def run_conv2d(x, w, out, scratch, key, stride, padding, dilation, groups):
+    macs = _conv_macs(out.shape, w.shape)
+    if not _direct(out.shape, w.shape, stride, groups):
+        return _conv2d_gemm(x, w, out, scratch, key, stride, padding, dilation, groups)
+    xt = _batch_inner(scratch, key, x, padding)
+    _, cg, kh, kw = w.shape
+    offs = _tap_offsets(cg, kh, kw, xt.shape[1], xt.shape[2], xt.shape[3], dilation[0], dilation[1])
+    run = _conv_direct_threads if _threads(macs) else _conv_direct
+    run(xt, w, out, stride[0], groups, offs)
+
+
+def run_conv2d_input_grad(g, w, out, scratch, key, stride, padding, dilation, groups, input_shape=None):
+    macs = _conv_macs(g.shape, w.shape)
+    if not _direct(g.shape, w.shape, stride, groups):
+        return _conv2d_input_grad_gemm(g, w, out, scratch, key, stride, padding, dilation, groups)
+    side = (w.shape[3] - 1) * dilation[1]
+    gt = _batch_inner(scratch, key, g, (0, 0, side, side))
+    run = _conv_input_grad_direct_threads if _threads(macs) else _conv_input_grad_direct
+    run(gt, w, out, stride[0], padding[0], padding[2], dilation[0], dilation[1], groups)
+
+
+def run_conv2d_weight_grad(x, g, out, scratch, key, stride, padding, dilation, groups, weight_shape=None):
+    macs = _conv_macs(g.shape, out.shape)
+    if not _direct(g.shape, out.shape, stride, groups):
+        return _conv2d_weight_grad_gemm(x, g, out, scratch, key, stride, padding, dilation, groups)
+    xt = _batch_inner(scratch, key, x, padding)
+    gt = _batch_inner(scratch, (key, "g"), g, (0, 0, 0, 0))
+    _, cg, kh, kw = out.shape
+    offs = _tap_offsets(cg, kh, kw, xt.shape[1], xt.shape[2], xt.shape[3], dilation[0], dilation[1])
+    run = _conv_weight_grad_direct_threads if _threads(macs) else _conv_weight_grad_direct
+    run(xt, gt, out, stride[0], groups, offs)
 
 
 def run_reduce_window_max(x, out, scratch, key, window, stride, padding):
