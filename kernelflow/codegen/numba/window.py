@@ -159,94 +159,146 @@ def _add_taps(acc, src, offs, wts, ntaps):
 
 
 @njit(**_CONTRACT)
-def _conv_out_channel(o, xt, w, out, sh, groups, offs):
-    """out[:, o]: each output row (OW*N, batch innermost) is the sum over the taps of the tap's
-    weight times the input slice at the tap's offset from the row's first window."""
-    _, hp, wp, n_ = xt.shape
-    o_, cg = w.shape[0], w.shape[1]
-    oh, ow = out.shape[2], out.shape[3]
-    c0 = o // (o_ // groups) * cg
-    wo = w.reshape(o_, -1)[o]
-    xf = xt.reshape(-1)
-    acc = np.empty(ow * n_, out.dtype)
-    for a in range(oh):
-        acc[:] = 0
-        _add_taps(acc, xf[(c0 * hp + a * sh) * wp * n_:], offs, wo, offs.size)
-        _from_batch_inner(acc, out, o, a)
+def _add_taps_pair(acc0, acc1, src, offs, wts0, wts1):
+    """acc0[q] += sum_t wts0[t] * src[offs[t] + q] and acc1 likewise with wts1: two outputs share
+    each pass's loads of src (4 taps x 2 outputs per pass: 8 multiply-adds for 4 + 2 loads)."""
+    length, ntaps = acc0.size, offs.size
+    t = 0
+    while t + 8 <= ntaps:
+        a0, a1, a2, a3 = wts0[t], wts0[t + 1], wts0[t + 2], wts0[t + 3]
+        a4, a5, a6, a7 = wts0[t + 4], wts0[t + 5], wts0[t + 6], wts0[t + 7]
+        b0, b1, b2, b3 = wts1[t], wts1[t + 1], wts1[t + 2], wts1[t + 3]
+        b4, b5, b6, b7 = wts1[t + 4], wts1[t + 5], wts1[t + 6], wts1[t + 7]
+        s0, s1, s2, s3 = src[offs[t]:], src[offs[t + 1]:], src[offs[t + 2]:], src[offs[t + 3]:]
+        s4, s5, s6, s7 = src[offs[t + 4]:], src[offs[t + 5]:], src[offs[t + 6]:], src[offs[t + 7]:]
+        for q in range(length):
+            x0, x1, x2, x3, x4, x5, x6, x7 = s0[q], s1[q], s2[q], s3[q], s4[q], s5[q], s6[q], s7[q]
+            acc0[q] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3 + a4 * x4 + a5 * x5 + a6 * x6 + a7 * x7
+            acc1[q] += b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3 + b4 * x4 + b5 * x5 + b6 * x6 + b7 * x7
+        t += 8
+    while t + 4 <= ntaps:
+        a0, a1, a2, a3 = wts0[t], wts0[t + 1], wts0[t + 2], wts0[t + 3]
+        b0, b1, b2, b3 = wts1[t], wts1[t + 1], wts1[t + 2], wts1[t + 3]
+        s0, s1, s2, s3 = src[offs[t]:], src[offs[t + 1]:], src[offs[t + 2]:], src[offs[t + 3]:]
+        for q in range(length):
+            x0, x1, x2, x3 = s0[q], s1[q], s2[q], s3[q]
+            acc0[q] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
+            acc1[q] += b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3
+        t += 4
+    while t < ntaps:
+        a0, b0, s0 = wts0[t], wts1[t], src[offs[t]:]
+        for q in range(length):
+            acc0[q] += a0 * s0[q]
+            acc1[q] += b0 * s0[q]
+        t += 1
     return
 
 
 @njit(**_CONTRACT)
-def _conv_in_channel(c, gt, w, out, sh, pt, pl, dh, dw, groups):
-    """out[:, c] of the input gradient, gathered: input row y (padded row y + pt) collects, for every
-    kernel row i and output row a with a*sh + i*dh == y + pt and every output channel o of c's
-    group, the taps j of the output-gradient row. ``gt`` is (O, OH, OW + 2*(KW-1)*dw, N) with
-    (KW-1)*dw zero columns on each side, so every tap reads a full slice."""
-    o_, oh, gw, n_ = gt.shape
-    cg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
-    h, wd = out.shape[2], out.shape[3]
+def _conv_out_rows(item, xt, w, out, sh, groups, offs):
+    """Output row a of two output channels of a group (or one at the group's end), OW*N elements
+    each with the batch innermost: the sum over the taps of the tap's weight times the input slice at
+    the tap's offset from the row's first window."""
+    _, hp, wp, n_ = xt.shape
+    o_, cg = w.shape[0], w.shape[1]
+    oh, ow = out.shape[2], out.shape[3]
     og = o_ // groups
-    o0, cc = c // cg * og, c % cg
-    offs = np.empty(og * kh * kw, np.int64)
-    wts = np.empty(og * kh * kw, out.dtype)
-    acc = np.empty(wd * n_, out.dtype)
+    per_group = (og + 1) // 2
+    block, a = item // oh, item % oh
+    g = block // per_group
+    o = g * og + 2 * (block % per_group)
+    o2 = min(o + 1, (g + 1) * og - 1)  # a lone last channel is done twice
+    wr = w.reshape(o_, -1)
+    acc0, acc1 = np.zeros(ow * n_, out.dtype), np.zeros(ow * n_, out.dtype)
+    _add_taps_pair(acc0, acc1, xt.reshape(-1)[(g * cg * hp + a * sh) * wp * n_:], offs, wr[o], wr[o2])
+    _from_batch_inner(acc0, out, o, a)
+    _from_batch_inner(acc1, out, o2, a)
+    return
+
+
+@njit(**_CONTRACT)
+def _conv_in_channels(block, gt, w, dxt, out, sh, pt, pl, dh, dw, groups):
+    """Two input channels c, c2 of a group (or one at the group's end) of the input gradient: the
+    padded batch-innermost planes dxt[c], dxt[c2] (zeroed here) get, for each kernel tap (i, j) and
+    output row a, the output-gradient rows (OW*N) of the group's output channels times their
+    weights, at row a*sh + i*dh and column offset j*dw; their unpadded parts then go back to NCHW."""
+    o_, oh, ow, n_ = gt.shape
+    cg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    hp, wp = dxt.shape[1], dxt.shape[2]
+    og = o_ // groups
+    per_group = (cg + 1) // 2
+    g = block // per_group
+    c = g * cg + 2 * (block % per_group)
+    c2 = min(c + 1, (g + 1) * cg - 1)  # a lone last channel: the second plane is a throwaway copy
+    length = ow * n_
+    plane0 = dxt[c].reshape(-1)
+    plane1 = dxt[c2].reshape(-1) if c2 != c else np.empty(hp * wp * n_, out.dtype)
+    plane0[:] = 0
+    plane1[:] = 0
+    offs = np.empty(og, np.int64)
+    wts0, wts1 = np.empty(og, out.dtype), np.empty(og, out.dtype)
+    for k in range(og):
+        offs[k] = (g * og + k) * oh * length
     gf = gt.reshape(-1)
-    for y in range(h):
-        ntaps = 0
-        for i in range(kh):
-            t = y + pt - i * dh
-            if t < 0 or t % sh != 0 or t // sh >= oh:
-                continue
-            for o in range(o0, o0 + og):
-                for j in range(kw):
-                    # input column b (padded b + pl) gets output column b + pl - j*dw, stored at
-                    # b + pl + (kw-1-j)*dw
-                    offs[ntaps] = ((o * oh + t // sh) * gw + pl + (kw - 1 - j) * dw) * n_
-                    wts[ntaps] = w[o, cc, i, j]
-                    ntaps += 1
-        acc[:] = 0
-        _add_taps(acc, gf, offs, wts, ntaps)
-        _from_batch_inner(acc, out, c, y)
+    for i in range(kh):
+        for j in range(kw):
+            for k in range(og):
+                wts0[k] = w[g * og + k, c - g * cg, i, j]
+                wts1[k] = w[g * og + k, c2 - g * cg, i, j]
+            for a in range(oh):
+                start = ((a * sh + i * dh) * wp + j * dw) * n_
+                _add_taps_pair(plane0[start:start + length], plane1[start:start + length], gf[a * length:],
+                               offs, wts0, wts1)
+    for y in range(out.shape[2]):
+        _from_batch_inner(plane0[((y + pt) * wp + pl) * n_:], out, c, y)
+        _from_batch_inner(plane1[((y + pt) * wp + pl) * n_:], out, c2, y)
     return
 
 
 @njit(**_REASSOC)
-def _conv_weight_channel(o, xt, gt, out, sh, groups, offs):
-    """out[o] (flattened C/groups*KH*KW): for each tap, the sum over output rows of the dot product
-    of the output-gradient row (OW*N) with the input slice at the tap's offset; four taps share each
-    pass over the gradient row. Float sums are reassociated (vector lanes), like BLAS."""
+def _conv_weight_channels(item, xt, gt, out, sh, groups, offs):
+    """Work item ``item`` of the weight gradient: four taps (flattened C/groups*KH*KW order) of two
+    output channels (channels 2*k and 2*k+1 of a group, or one at the group's end). Each is the sum
+    over output rows of the dot product of the output-gradient row (OW*N) with the input slice at
+    the tap's offset. Two channels x four taps per pass: 6 loads per 8 multiply-adds. Float sums
+    are reassociated (vector lanes), like BLAS."""
     _, hp, wp, n_ = xt.shape
     o_, oh, ow, _ = gt.shape
     cg = out.shape[1]
-    c0 = o // (o_ // groups) * cg
-    dwo = out.reshape(o_, -1)[o]
+    og = o_ // groups
+    per_group = (og + 1) // 2
+    taps = offs.size
+    block, t = item // ((taps + 3) // 4), item % ((taps + 3) // 4) * 4
+    g = block // per_group
+    o = g * og + 2 * (block % per_group)
+    o2 = min(o + 1, (g + 1) * og - 1)  # a lone last channel is done twice (the copy is dropped)
+    c0 = g * cg
+    dw0, dw1 = out.reshape(o_, -1)[o], out.reshape(o_, -1)[o2]
     length = ow * n_
     xf, gf = xt.reshape(-1), gt.reshape(-1)
     zero = np.zeros(1, out.dtype)[0]
-    taps = offs.size
-    for t in range(0, taps, 8):
-        last = min(t + 8, taps) - 1  # past the last tap, the 8-wide pass repeats it (dropped)
-        o0, o1, o2, o3 = offs[t], offs[min(t + 1, last)], offs[min(t + 2, last)], offs[min(t + 3, last)]
-        o4, o5, o6, o7 = offs[min(t + 4, last)], offs[min(t + 5, last)], offs[min(t + 6, last)], offs[last]
-        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
-        for a in range(oh):
-            gr = gf[(o * oh + a) * length:]
-            xr = xf[(c0 * hp + a * sh) * wp * n_:]
-            x0, x1, x2, x3 = xr[o0:], xr[o1:], xr[o2:], xr[o3:]
-            x4, x5, x6, x7 = xr[o4:], xr[o5:], xr[o6:], xr[o7:]
-            for q in range(length):
-                gv = gr[q]
-                s0 += gv * x0[q]
-                s1 += gv * x1[q]
-                s2 += gv * x2[q]
-                s3 += gv * x3[q]
-                s4 += gv * x4[q]
-                s5 += gv * x5[q]
-                s6 += gv * x6[q]
-                s7 += gv * x7[q]
-        sums = (s0, s1, s2, s3, s4, s5, s6, s7)
-        for k in range(last - t + 1):
-            dwo[t + k] = sums[k]
+    last = min(t + 4, taps) - 1  # past the last tap, the 4-wide pass repeats it (dropped)
+    t0, t1, t2, t3 = offs[t], offs[min(t + 1, last)], offs[min(t + 2, last)], offs[last]
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
+    for a in range(oh):
+        g0, g1 = gf[(o * oh + a) * length:], gf[(o2 * oh + a) * length:]
+        xr = xf[(c0 * hp + a * sh) * wp * n_:]
+        x0, x1, x2, x3 = xr[t0:], xr[t1:], xr[t2:], xr[t3:]
+        for q in range(length):
+            u, v = g0[q], g1[q]
+            y0, y1, y2, y3 = x0[q], x1[q], x2[q], x3[q]
+            s00 += u * y0
+            s01 += u * y1
+            s02 += u * y2
+            s03 += u * y3
+            s10 += v * y0
+            s11 += v * y1
+            s12 += v * y2
+            s13 += v * y3
+    first, second = (s00, s01, s02, s03), (s10, s11, s12, s13)
+    for k in range(last - t + 1):
+        dw0[t + k] = first[k]
+        dw1[t + k] = second[k]
     return
 
 
@@ -254,43 +306,43 @@ def _conv_weight_channel(o, xt, gt, out, sh, groups, offs):
 # cache does not tell a parallel compilation of a function from a serial one).
 @njit(**_JIT)
 def _conv_direct(xt, w, out, sh, groups, offs):
-    for o in range(w.shape[0]):
-        _conv_out_channel(o, xt, w, out, sh, groups, offs)
+    for item in range(groups * ((out.shape[1] // groups + 1) // 2) * out.shape[2]):
+        _conv_out_rows(item, xt, w, out, sh, groups, offs)
     return
 
 
 @njit(parallel=True, **_JIT)
 def _conv_direct_threads(xt, w, out, sh, groups, offs):
-    for o in prange(w.shape[0]):
-        _conv_out_channel(o, xt, w, out, sh, groups, offs)
+    for item in prange(groups * ((out.shape[1] // groups + 1) // 2) * out.shape[2]):
+        _conv_out_rows(item, xt, w, out, sh, groups, offs)
     return
 
 
 @njit(**_JIT)
-def _conv_input_grad_direct(gt, w, out, sh, pt, pl, dh, dw, groups):
-    for c in range(out.shape[1]):
-        _conv_in_channel(c, gt, w, out, sh, pt, pl, dh, dw, groups)
+def _conv_input_grad_direct(gt, w, dxt, out, sh, pt, pl, dh, dw, groups):
+    for block in range(groups * ((out.shape[1] // groups + 1) // 2)):
+        _conv_in_channels(block, gt, w, dxt, out, sh, pt, pl, dh, dw, groups)
     return
 
 
 @njit(parallel=True, **_JIT)
-def _conv_input_grad_direct_threads(gt, w, out, sh, pt, pl, dh, dw, groups):
-    for c in prange(out.shape[1]):
-        _conv_in_channel(c, gt, w, out, sh, pt, pl, dh, dw, groups)
+def _conv_input_grad_direct_threads(gt, w, dxt, out, sh, pt, pl, dh, dw, groups):
+    for block in prange(groups * ((out.shape[1] // groups + 1) // 2)):
+        _conv_in_channels(block, gt, w, dxt, out, sh, pt, pl, dh, dw, groups)
     return
 
 
 @njit(**_JIT)
 def _conv_weight_grad_direct(xt, gt, out, sh, groups, offs):
-    for o in range(out.shape[0]):
-        _conv_weight_channel(o, xt, gt, out, sh, groups, offs)
+    for item in range(groups * ((out.shape[0] // groups + 1) // 2) * ((offs.size + 3) // 4)):
+        _conv_weight_channels(item, xt, gt, out, sh, groups, offs)
     return
 
 
 @njit(parallel=True, **_JIT)
 def _conv_weight_grad_direct_threads(xt, gt, out, sh, groups, offs):
-    for o in prange(out.shape[0]):
-        _conv_weight_channel(o, xt, gt, out, sh, groups, offs)
+    for item in prange(groups * ((out.shape[0] // groups + 1) // 2) * ((offs.size + 3) // 4)):
+        _conv_weight_channels(item, xt, gt, out, sh, groups, offs)
     return
 
 
@@ -571,10 +623,13 @@ def run_conv2d_input_grad(g, w, out, scratch, key, stride, padding, dilation, gr
     macs = _conv_macs(g.shape, w.shape)
     if not _direct(g.shape, w.shape, stride, groups):
         return _conv2d_input_grad_gemm(g, w, out, scratch, key, stride, padding, dilation, groups)
-    side = (w.shape[3] - 1) * dilation[1]
-    gt = _batch_inner(scratch, key, g, (0, 0, side, side))
+    gt = _batch_inner(scratch, key, g, (0, 0, 0, 0))
+    n, c, h, wd = out.shape
+    top, bottom, left, right = padding
+    shape = (c, h + top + bottom, wd + left + right, n)
+    dxt = _scratch(scratch, (key, "dx"), int(np.prod(shape)), out.dtype).reshape(shape)
     run = _conv_input_grad_direct_threads if _threads(macs) else _conv_input_grad_direct
-    run(gt, w, out, stride[0], padding[0], padding[2], dilation[0], dilation[1], groups)
+    run(gt, w, dxt, out, stride[0], top, left, dilation[0], dilation[1], groups)
 
 
 def run_conv2d_weight_grad(x, g, out, scratch, key, stride, padding, dilation, groups, weight_shape=None):
