@@ -614,17 +614,65 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
 
     outcome: dict = {}  # (producer/sibling node, consumer node) -> (fused?, reason): last attempt wins
 
+    # groups whose current nodes passed analyze_group -> whether no index map in them is Flat
+    analyzed: dict[int, bool] = {}
+
+    def cannot_fail(a: int, b: int) -> bool | None:
+        """Whether merging groups a and b is fusible without analysing the merged group (None: unknown;
+        otherwise whether the merged group is free of Flat maps). Known when ONE node joins a group that
+        passed the analysis, its operands come from outside the group and its value is read only inside
+        it: the group's outputs, hence its domain and root maps, stay as they are, and so do the maps of
+        the group's own nodes; only the loads of the node's value change, into
+
+        * a cheap elementwise op on loads of its operands at the same maps (elementwise operands have
+          the value's shape): no rule can fail;
+        * a load of the operand of a movement op at the op's input map: ``input_map`` cannot fail for
+          a reshape (a map it cannot split stays Flat), nor for the others on a group free of Flat maps
+          (there is nothing to split). An op evaluated per row instead of per element is evaluated
+          less often: rule 4 cannot start to fail.
+
+        Skipping the analysis there saves most of fusion's time on long chains of such nodes (the
+        backward pass of an unrolled RNN)."""
+        for single, other in ((a, b), (b, a)):
+            members = groups.members[single]
+            if len(members) != 1 or other not in analyzed:
+                continue
+            n = members[0]
+            if len(n.outputs) != 1:
+                continue
+            flat_free = analyzed[other]
+            if n.op == "reshape":
+                flat_free = False  # it may leave a Flat map behind
+            elif n.op in VIEW_OPS:
+                if not flat_free:
+                    continue
+            elif n.op not in CHEAP_OPS or not primitive.get(n.op).is_elementwise:
+                continue
+            v = n.outputs[0]
+            readers = users.get(v, ())
+            if v in graph_outputs or not readers or any(groups.group[u] != other for u in readers):
+                continue
+            if any(x.producer is not None and groups.group[x.producer] == other for x in n.inputs):
+                continue
+            return flat_free
+        return None
+
     def try_merge(a: int, b: int, pair, why: str) -> bool:
         if groups.creates_cycle(a, b):
             outcome[pair] = (False, f"not fused: {why}: it would create a cycle between kernels")
             return False
-        nodes = sorted(groups.members[a] + groups.members[b], key=groups.pos.get)
-        try:
-            analyze_group(nodes, users, graph_outputs, nm)
-        except NotFusable as e:
-            outcome[pair] = (False, f"not fused: {why}: {e}")
-            return False
-        groups.merge(a, b)
+        flat_free = cannot_fail(a, b)
+        if flat_free is None:
+            nodes = sorted(groups.members[a] + groups.members[b], key=groups.pos.get)
+            try:
+                analysis = analyze_group(nodes, users, graph_outputs, nm)
+            except NotFusable as e:
+                outcome[pair] = (False, f"not fused: {why}: {e}")
+                return False
+            flat_free = not any(isinstance(m, Flat) for _, m in analysis.records)
+        analyzed.pop(a, None)
+        analyzed.pop(b, None)
+        analyzed[groups.merge(a, b)] = flat_free
         outcome[pair] = (True, f"fused: {why}")
         return True
 
