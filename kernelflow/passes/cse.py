@@ -23,7 +23,8 @@ def eliminate_common_subexpressions(graph: Graph) -> Graph:
                tuple((k, _attr_key(node.attrs[k])) for k in sorted(node.attrs)))
         if key in seen:
             return seen[key]
-        out = b.emit(node.op, *ins, **node.attrs)
+        # rebuild keeps every value's type, so the node's own output type holds: copy, no shape rule
+        out = b.copy_node(node, ins).outputs[0]
         seen[key] = out
         return out
 
