@@ -4,25 +4,38 @@ Unlike the fused kernels, these are not generated per graph: they are written on
 sizes as arguments, and are compiled by numba on first use per dtype (``cache=True``: the machine
 code is kept in numba's disk cache beside this file, so later processes load it). The driver of a
 generated module calls the ``run_*`` wrappers below with the output array it owns (a pool slot or
-a fresh array) and a per-executable ``scratch`` dict for the im2col buffers, so steady-state calls
-allocate nothing.
+a fresh array) and a per-executable ``scratch`` dict for the im2col and batch-innermost buffers, so
+steady-state calls allocate little (the direct loops' accumulator rows).
 
-Convolutions are im2col + GEMM (``numpy.matmul`` on BLAS):
+Convolutions have two implementations; ``_direct`` picks one per shape (rule and measurements at
+DIRECT_MAX_GROUP_CHANNELS below):
 
-* ``conv2d``: ``cols[n, g] (Cg*KH*KW, OH*OW)`` from the padded input, then
-  ``out[n, g] = w[g] (Og, Cg*KH*KW) @ cols[n, g]``, one batched matmul written into the output.
-* ``conv2d_input_grad``: ``cols[n, g] = w[g]^T @ g[n, g]`` (batched matmul), then col2im adds each
-  column element back at its input position.
-* ``conv2d_weight_grad``: ONE GEMM per group with the batch in the contraction:
-  ``dw[g] = gT[g] (Og, N*OH*OW) @ cols[g]^T`` with the columns laid out as (C*KH*KW, N, OH*OW) and
-  the cotangent transposed to (G, Og, N, OH*OW) (a copy of the small cotangent, not of the columns).
+* Direct loops (horizontal stride 1, few channels per group, long rows: LeNet's convs). The input
+  (and the cotangent) are copied to a (channels, rows, columns, batch) layout with the padding
+  written as zeros; an output row across the batch is then OW*N contiguous elements and every
+  kernel tap reads a contiguous slice of the same length at a fixed offset, so all three ops are
+  long unit-stride multiply-add loops with no bounds tests (see the comment above
+  ``_to_batch_inner``). conv2d: 8 taps x 2 output channels per pass; conv2d_input_grad: output
+  channels x 2 input channels added into padded batch-innermost planes; conv2d_weight_grad: dot
+  products, 4 taps x 2 output channels per pass. Work items (rows, channel pairs, tap groups) run on
+  numba's threads when a conv does at least THREADS_MIN_MACS multiply-adds.
+* im2col + GEMM (``numpy.matmul`` on BLAS), for everything else:
+
+  - ``conv2d``: ``cols[n, g] (Cg*KH*KW, OH*OW)`` from the padded input, then
+    ``out[n, g] = w[g] (Og, Cg*KH*KW) @ cols[n, g]``, one batched matmul written into the output.
+  - ``conv2d_input_grad``: ``cols[n, g] = w[g]^T @ g[n, g]`` (batched matmul), then col2im adds each
+    column element back at its input position.
+  - ``conv2d_weight_grad``: ONE GEMM per group with the batch in the contraction:
+    ``dw[g] = gT[g] (Og, N*OH*OW) @ cols[g]^T`` with the columns laid out as (C*KH*KW, N, OH*OW) and
+    the cotangent transposed to (G, Og, N, OH*OW) (a copy of the small cotangent, not of the columns).
 
 Pooling follows the references in ``kernelflow/ir/primitives/window.py`` exactly: max pooling takes
 the value at, and routes each window's gradient to its FIRST maximum in row-major order, a
-NaN counting as the maximum (torch's choice); padding elements are never selected.
+NaN counting as the maximum (torch's choice); padding elements are never selected. Max pooling's
+forward runs the windows of an output row together, one window element per pass with a select
+(no branch); the gradients (select_and_scatter_add, select_and_gather) search each window in turn.
 
-The inner loops run along an output row (``ow``) with the in-bounds range computed up front, so
-stride-1 loops are unit-stride and vectorize.
+The pooling loops run along an output row (``ow``) with the in-bounds range computed up front.
 """
 from __future__ import annotations
 
@@ -48,8 +61,13 @@ _REASSOC = dict(_JIT, fastmath={"contract", "reassoc"})
 # (16,128,8,8)*(128,128,3,3) 6.4 / 3.6; batch 1 (1,32,56,56)*(32,32,3,3) 1.5 / 1.1.
 DIRECT_MAX_GROUP_CHANNELS = 32
 DIRECT_MIN_ROW = 128
-# Direct convs with at least this many multiply-adds split their channels over numba's threads.
-THREADS_MIN_MACS = 1 << 62
+# Direct convs with at least this many multiply-adds (~0.5 ms on one core) run their work items on
+# numba's threads. Measured on the 2-core machines: (64,32,16,16)*(32,32,3,3), 151M, 6.2 -> 3.9 ms
+# with 2 threads on a quiet machine; LeNet's conv2 (15M) 0.57 -> 0.46 ms quiet, but no gain at all
+# (and up to 2x slower) while other processes hold a core, which is the usual state of a shared
+# machine; conv1 (7.5M) never gained. The copies in and out of the batch-innermost layout stay
+# serial.
+THREADS_MIN_MACS = 1 << 24
 
 WINDOW_OPS = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad", "reduce_window_max",
               "select_and_scatter_add", "select_and_gather", "reduce_window_sum",
@@ -77,8 +95,10 @@ def _range(base, stride, size, count):
 # then OW*N contiguous elements, and each kernel tap (c, i, j) reads a contiguous input slice of the
 # same length at a fixed offset. Every loop below runs along such a row, unit-stride and long (640
 # elements for LeNet's second conv at batch 64), with no padding tests: the copies carry the zero
-# padding. Taps go four to a pass, so a pass loads and stores the accumulator row once per four
-# multiply-adds. Index slices (``buf[offset:]``, indexed from 0) keep the loop indices provably
+# padding. Several taps and two output rows go to a pass: a pass loads and stores each accumulator
+# once per 4-8 multiply-adds and shares the input loads between the two outputs (numba cannot keep
+# an accumulator in registers across passes; this keeps the loops near the FMA rate, ~30-40
+# GMAC/s on one core at LLVM's 256-bit vector width). Index slices (``buf[offset:]``, indexed from 0) keep the loop indices provably
 # non-negative: a signed ``buf[offset + q]`` makes numba test for negative indices and LLVM falls
 # back to gathers.
 @njit(**_JIT)
