@@ -158,9 +158,38 @@ def _tap_offsets(cg, kh, kw, hp, wp, n_, dh, dw):
 
 
 @njit(**_CONTRACT)
+def _add_taps(acc, src, offs, wts):
+    """acc[q] += sum_t wts[t] * src[offs[t] + q] for one output (a lone channel of a pair; depthwise
+    convs): 8, then 4, then 1 taps per pass."""
+    length, ntaps = acc.size, offs.size
+    t = 0
+    while t + 8 <= ntaps:
+        a0, a1, a2, a3 = wts[t], wts[t + 1], wts[t + 2], wts[t + 3]
+        a4, a5, a6, a7 = wts[t + 4], wts[t + 5], wts[t + 6], wts[t + 7]
+        s0, s1, s2, s3 = src[offs[t]:], src[offs[t + 1]:], src[offs[t + 2]:], src[offs[t + 3]:]
+        s4, s5, s6, s7 = src[offs[t + 4]:], src[offs[t + 5]:], src[offs[t + 6]:], src[offs[t + 7]:]
+        for q in range(length):
+            acc[q] += (a0 * s0[q] + a1 * s1[q] + a2 * s2[q] + a3 * s3[q]
+                       + a4 * s4[q] + a5 * s5[q] + a6 * s6[q] + a7 * s7[q])
+        t += 8
+    while t + 4 <= ntaps:
+        a0, a1, a2, a3 = wts[t], wts[t + 1], wts[t + 2], wts[t + 3]
+        s0, s1, s2, s3 = src[offs[t]:], src[offs[t + 1]:], src[offs[t + 2]:], src[offs[t + 3]:]
+        for q in range(length):
+            acc[q] += a0 * s0[q] + a1 * s1[q] + a2 * s2[q] + a3 * s3[q]
+        t += 4
+    while t < ntaps:
+        a0, s0 = wts[t], src[offs[t]:]
+        for q in range(length):
+            acc[q] += a0 * s0[q]
+        t += 1
+    return
+
+
+@njit(**_CONTRACT)
 def _add_taps_pair(acc0, acc1, src, offs, wts0, wts1):
     """acc0[q] += sum_t wts0[t] * src[offs[t] + q] and acc1 likewise with wts1: two outputs share
-    each pass's loads of src (4 taps x 2 outputs per pass: 8 multiply-adds for 4 + 2 loads)."""
+    each pass's loads of src (8 taps x 2 outputs per pass: 16 multiply-adds for 8 + 2 loads)."""
     length, ntaps = acc0.size, offs.size
     t = 0
     while t + 8 <= ntaps:
@@ -206,12 +235,15 @@ def _conv_out_rows(item, xt, w, out, sh, groups, offs):
     block, a = item // oh, item % oh
     g = block // per_group
     o = g * og + 2 * (block % per_group)
-    o2 = min(o + 1, (g + 1) * og - 1)  # a lone last channel is done twice
-    wr = w.reshape(o_, -1)
-    acc0, acc1 = np.zeros(ow * n_, out.dtype), np.zeros(ow * n_, out.dtype)
-    _add_taps_pair(acc0, acc1, xt.reshape(-1)[(g * cg * hp + a * sh) * wp * n_:], offs, wr[o], wr[o2])
+    wr, src = w.reshape(o_, -1), xt.reshape(-1)[(g * cg * hp + a * sh) * wp * n_:]
+    acc0 = np.zeros(ow * n_, out.dtype)
+    if o + 1 == (g + 1) * og:  # a lone last channel
+        _add_taps(acc0, src, offs, wr[o])
+    else:
+        acc1 = np.zeros(ow * n_, out.dtype)
+        _add_taps_pair(acc0, acc1, src, offs, wr[o], wr[o + 1])
+        _from_batch_inner(acc1, out, o + 1, a)
     _from_batch_inner(acc0, out, o, a)
-    _from_batch_inner(acc1, out, o2, a)
     return
 
 
@@ -228,10 +260,10 @@ def _conv_in_channels(block, gt, w, dxt, out, sh, pt, pl, dh, dw, groups):
     per_group = (cg + 1) // 2
     g = block // per_group
     c = g * cg + 2 * (block % per_group)
-    c2 = min(c + 1, (g + 1) * cg - 1)  # a lone last channel: the second plane is a throwaway copy
+    lone = c + 1 == (g + 1) * cg  # a lone last channel
+    c2 = c if lone else c + 1
     length = ow * n_
-    plane0 = dxt[c].reshape(-1)
-    plane1 = dxt[c2].reshape(-1) if c2 != c else np.empty(hp * wp * n_, out.dtype)
+    plane0, plane1 = dxt[c].reshape(-1), dxt[c2].reshape(-1)
     plane0[:] = 0
     plane1[:] = 0
     offs = np.empty(og, np.int64)
@@ -246,8 +278,11 @@ def _conv_in_channels(block, gt, w, dxt, out, sh, pt, pl, dh, dw, groups):
                 wts1[k] = w[g * og + k, c2 - g * cg, i, j]
             for a in range(oh):
                 start = ((a * sh + i * dh) * wp + j * dw) * n_
-                _add_taps_pair(plane0[start:start + length], plane1[start:start + length], gf[a * length:],
-                               offs, wts0, wts1)
+                if lone:
+                    _add_taps(plane0[start:start + length], gf[a * length:], offs, wts0)
+                else:
+                    _add_taps_pair(plane0[start:start + length], plane1[start:start + length], gf[a * length:],
+                                   offs, wts0, wts1)
     for y in range(out.shape[2]):
         _from_batch_inner(plane0[((y + pt) * wp + pl) * n_:], out, c, y)
         _from_batch_inner(plane1[((y + pt) * wp + pl) * n_:], out, c2, y)
@@ -270,7 +305,7 @@ def _conv_weight_channels(item, xt, gt, out, sh, groups, offs):
     block, t = item // ((taps + 3) // 4), item % ((taps + 3) // 4) * 4
     g = block // per_group
     o = g * og + 2 * (block % per_group)
-    o2 = min(o + 1, (g + 1) * og - 1)  # a lone last channel is done twice (the copy is dropped)
+    o2 = min(o + 1, (g + 1) * og - 1)  # o2 == o: a lone last channel
     c0 = g * cg
     dw0, dw1 = out.reshape(o_, -1)[o], out.reshape(o_, -1)[o2]
     length = ow * n_
@@ -279,7 +314,18 @@ def _conv_weight_channels(item, xt, gt, out, sh, groups, offs):
     last = min(t + 4, taps) - 1  # past the last tap, the 4-wide pass repeats it (dropped)
     t0, t1, t2, t3 = offs[t], offs[min(t + 1, last)], offs[min(t + 2, last)], offs[last]
     s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
-    for a in range(oh):
+    if o2 == o:  # a lone last channel: one row of accumulators
+        for a in range(oh):
+            g0 = gf[(o * oh + a) * length:]
+            xr = xf[(c0 * hp + a * sh) * wp * n_:]
+            x0, x1, x2, x3 = xr[t0:], xr[t1:], xr[t2:], xr[t3:]
+            for q in range(length):
+                u = g0[q]
+                s00 += u * x0[q]
+                s01 += u * x1[q]
+                s02 += u * x2[q]
+                s03 += u * x3[q]
+    for a in range(oh if o2 != o else 0):
         g0, g1 = gf[(o * oh + a) * length:], gf[(o2 * oh + a) * length:]
         xr = xf[(c0 * hp + a * sh) * wp * n_:]
         x0, x1, x2, x3 = xr[t0:], xr[t1:], xr[t2:], xr[t3:]
@@ -297,7 +343,8 @@ def _conv_weight_channels(item, xt, gt, out, sh, groups, offs):
     first, second = (s00, s01, s02, s03), (s10, s11, s12, s13)
     for k in range(last - t + 1):
         dw0[t + k] = first[k]
-        dw1[t + k] = second[k]
+        if o2 != o:
+            dw1[t + k] = second[k]
     return
 
 
