@@ -390,9 +390,9 @@ def test_max_pool_nan_and_inf_follow_the_reference():
 # -- vectorizable float32 transcendentals (helpers.kf_exp ...) against numpy's validation tables ------
 UMATH_DATA = __import__("pathlib").Path(np.__file__).parent / "_core" / "tests" / "data"
 APPROX = {"exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1", "tanh": "tanh", "logistic": None}
-# float32-arithmetic helpers: max error in ulp against the float64 value (measured on 20M inputs:
-# exp 0.77, tanh 1.33, logistic 0.77; see helpers.py)
-F32_ARITHMETIC_ULP = {"exp": 1.0, "tanh": 1.5, "logistic": 1.0}
+# float32-arithmetic helpers: max error in ulp against the float64 value (exp 0.77 on 25M inputs; tanh
+# 0.93 and logistic 0.80 measured on every float32; see helpers.py)
+F32_ARITHMETIC_ULP = {"exp": 1.0, "tanh": 1.0, "logistic": 1.0}
 
 
 def _run_unary(op, x):
