@@ -243,3 +243,32 @@ def test_copy_node_copies_like_emit_node():
         return print_graph(b.finish([env[v] for v in g.outputs]))
     assert copy(True) == copy(False)
     assert 'loc("outer.py":9)' in copy(True) and 'loc("model.py":3)' in copy(True)
+
+
+# -- fusion rule 7: kernels read at most MAX_KERNEL_INPUTS buffers --------------------------------------
+def test_a_sum_over_many_buffers_is_cut_into_kernels_that_share_their_code():
+    """sum_t colsum(x_t) over 64 inputs (a bias gradient of an unrolled RNN): no kernel reads more than
+    MAX_KERNEL_INPUTS buffers, the pieces in the middle are one compiled function, and the result is
+    numpy's."""
+    from kernelflow.passes.fusion import MAX_KERNEL_INPUTS, fuse
+    n = 64
+
+    def buffers(step):  # a one-element constant is a literal in the kernel, not a buffer it reads
+        return [v for v in step.analysis.inputs
+                if not (v.producer is not None and v.producer.op == "constant" and v.type.size == 1)]
+
+    def fn(b, *xs):
+        total = b.reduce_sum(xs[0], axes=(0,))
+        for x in xs[1:]:
+            total = b.add(total, b.reduce_sum(x, axes=(0,)))
+        return [b.sub(b.full((5,), 1.0, total.dtype), total)]
+    g = build([((8, 5), "f32")] * n, fn, "fan_in")
+    plan = fuse(g)
+    kernels = [s for s in plan.steps if s.kind == "kernel"]
+    assert len(kernels) > 1 and all(len(buffers(s)) <= MAX_KERNEL_INPUTS for s in kernels)
+    assert any("read more than" in d for d in plan.decisions)
+    exe = compile_graph(g)
+    assert "the same loop nest" in exe.source
+    xs = [rand(8, 5, seed=s) for s in range(n)]
+    want = 1.0 - sum(x.astype(np.float64).sum(axis=0) for x in xs)
+    np.testing.assert_allclose(exe(*xs)[0], want, rtol=1e-5, atol=1e-5)

@@ -33,7 +33,17 @@ consumers first, then siblings that read the same buffer):
    re-read of the shared buffer, but an unrolled loop (an RNN's 64 steps all reading the labels)
    would become one kernel of thousands of nodes, whose numba compile time grows faster than linearly
    (the W7 LSTM step: one 2176-node kernel, minutes); kept apart, the per-step kernels are identical
-   and compile once.
+   and compile once;
+7. no kernel reads more than ``MAX_KERNEL_INPUTS`` buffers: a sum over the steps of an unrolled loop
+   (the loss, a bias gradient: 64 per-step reductions added up) would otherwise become one kernel of
+   64 inputs and hundreds of lines that numba takes seconds to compile; cut into kernels of at most
+   16 inputs, the middle pieces are the same loop nest (offsets relative to each buffer, see
+   codegen/kernel.py) and compile once. A piece boundary costs one partial result (a row or a
+   scalar) written and read again; the W7 step time did not change measurably, its numba compile
+   time dropped by a fifth.
+
+Two groups merge only when the merged group satisfies every rule; ``fuse`` skips the analysis where
+it cannot fail (``cannot_fail``).
 
 Outputs of a kernel are a subset of the values the unfused graph materialises, so fusion never adds
 a buffer; the runtime's memory plan checks the peak against the unfused graph and reports both.
@@ -56,6 +66,7 @@ CHEAP_OPS = frozenset({"neg", "abs", "sign", "floor", "add", "sub", "mul", "div"
                        "eq", "ne", "lt", "le", "gt", "ge", "select", "cast"})
 # dtypes the CPU kernels compute in (f16/bf16 go through numpy).
 MAX_SIBLING_NODES = 64  # see rule 6
+MAX_KERNEL_INPUTS = 16  # see rule 7
 KERNEL_DTYPES = frozenset({"f32", "f64", "i8", "i32", "i64", "u8", "u32", "bool"})
 
 
@@ -469,6 +480,11 @@ def value_names(graph: Graph) -> dict[Value, str]:
     return {v: f"%{i}" for i, v in enumerate(graph.values())}
 
 
+def _is_literal(v: Value) -> bool:
+    """A one-element constant: kernels inline it (codegen/kernel.py), it is no buffer they read."""
+    return v.producer is not None and v.producer.op == "constant" and v.type.size == 1
+
+
 class _Groups:
     """Union of node groups with a cycle check on the step graph.
 
@@ -488,6 +504,10 @@ class _Groups:
         self.level: dict[int, int] = {}
         self.succ: dict[int, set[int]] = {i: set() for i in range(len(graph.nodes))}
         self.pred: dict[int, set[int]] = {i: set() for i in range(len(graph.nodes))}
+        # per group: the buffers it reads (values from outside it; one-element constants are literals)
+        # and the values its nodes define
+        self.reads = {i: {v for v in n.inputs if not _is_literal(v)} for i, n in enumerate(graph.nodes)}
+        self.defines = {i: set(n.outputs) for i, n in enumerate(graph.nodes)}
         for i, n in enumerate(graph.nodes):  # topological order: producers first
             for v in n.inputs:
                 if v.producer is not None:
@@ -498,6 +518,10 @@ class _Groups:
 
     def successors(self, g: int) -> set[int]:
         return self.succ[g]
+
+    def merged_reads(self, a: int, b: int) -> int:
+        """How many buffers the union of groups a and b would read."""
+        return len((self.reads[a] - self.defines[b]) | (self.reads[b] - self.defines[a]))
 
     def creates_cycle(self, a: int, b: int) -> bool:
         """Would merging groups a and b create a cycle, i.e. a path a -> other group(s) -> b or back?
@@ -523,6 +547,9 @@ class _Groups:
 
     def merge(self, a: int, b: int) -> int:
         keep, gone = (a, b) if a < b else (b, a)
+        reads_gone, defines_gone = self.reads.pop(gone), self.defines.pop(gone)
+        self.reads[keep] = (self.reads[keep] - defines_gone) | (reads_gone - self.defines[keep])
+        self.defines[keep] |= defines_gone
         for n in self.members[gone]:
             self.group[n] = keep
         self.members[keep] = list(heapq.merge(self.members[keep], self.members.pop(gone), key=self.pos.get))
@@ -658,6 +685,10 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
         return None
 
     def try_merge(a: int, b: int, pair, why: str) -> bool:
+        if groups.merged_reads(a, b) > MAX_KERNEL_INPUTS:
+            outcome[pair] = (False, f"not fused: {why}: the kernel would read more than "
+                                    f"{MAX_KERNEL_INPUTS} buffers (compile time)")
+            return False
         if groups.creates_cycle(a, b):
             outcome[pair] = (False, f"not fused: {why}: it would create a cycle between kernels")
             return False
