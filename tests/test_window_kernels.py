@@ -113,12 +113,13 @@ def test_conv_rule_picks_direct_for_small_channel_counts():
 # -- max pooling ---------------------------------------------------------------------------------
 POOLS = [  # (x shape, window, stride, padding)
     ((3, 4, 8, 10), (2, 2), (2, 2), (0, 0, 0, 0)),     # LeNet's
+    ((9, 2, 7, 11), (2, 3), (3, 3), (0, 0, 0, 0)),     # gaps between windows, remainders, batch 9
     ((2, 3, 9, 9), (3, 3), (2, 2), (1, 1, 1, 1)),      # overlapping, clipped by padding
     ((2, 2, 7, 8), (2, 3), (1, 2), (1, 0, 2, 1)),      # asymmetric padding, stride 1 rows
     ((1, 2, 5, 13), (1, 4), (3, 3), (0, 0, 3, 2)),     # windows mostly padding at the ends
     ((2, 1, 6, 6), (3, 2), (3, 2), (0, 0, 0, 0)),      # a remainder row no window covers
 ]
-POOL_IDS = ["lenet", "overlap_pad", "asym", "wide_pad", "remainder"]
+POOL_IDS = ["lenet", "gaps", "overlap_pad", "asym", "wide_pad", "remainder"]
 
 
 def pool_input(shape, dtype, kind):
@@ -135,10 +136,17 @@ def pool_input(shape, dtype, kind):
     return x
 
 
+@pytest.fixture(params=["by_window", "batch_inner"])
+def pool_path(request, monkeypatch):
+    """Force select_and_scatter_add's implementation for windows that do not overlap nor pad."""
+    monkeypatch.setattr(window, "POOL_MIN_BATCH", 1 << 30 if request.param == "by_window" else 1)
+    return request.param
+
+
 @pytest.mark.parametrize("kind", ["random", "ties", "special"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int8, np.uint8])
 @pytest.mark.parametrize("x_shape, window_hw, stride, padding", POOLS, ids=POOL_IDS)
-def test_max_pool_family_matches_reference(x_shape, window_hw, stride, padding, dtype, kind):
+def test_max_pool_family_matches_reference(pool_path, x_shape, window_hw, stride, padding, dtype, kind):
     if kind == "special" and np.dtype(dtype).kind != "f":
         pytest.skip("NaN, inf and signed zeros are float values")
     attrs = dict(window=window_hw, stride=stride, padding=padding)
@@ -165,7 +173,7 @@ def test_max_pool_family_matches_reference(x_shape, window_hw, stride, padding, 
     np.testing.assert_array_equal(gathered, ref("select_and_gather", x, t, **attrs))
 
 
-def test_max_pool_all_nan_and_all_inf_windows():
+def test_max_pool_all_nan_and_all_inf_windows(pool_path):
     attrs = dict(window=(2, 2), stride=(2, 2), padding=(0, 0, 0, 0))
     x = np.array([[[[np.nan, np.nan, -np.inf, -np.inf],
                     [np.nan, 1.0, -np.inf, -np.inf]]]], np.float32)

@@ -33,7 +33,9 @@ Pooling follows the references in ``kernelflow/ir/primitives/window.py`` exactly
 the value at, and routes each window's gradient to its FIRST maximum in row-major order, a
 NaN counting as the maximum (torch's choice); padding elements are never selected. Max pooling's
 forward runs the windows of an output row together, one window element per pass with a select
-(no branch); the gradients (select_and_scatter_add, select_and_gather) search each window in turn.
+(no branch); select_and_scatter_add of non-overlapping unpadded windows at batch >= POOL_MIN_BATCH
+runs on batch-innermost copies (branch-free vector loops over the batch); otherwise the gradients
+(select_and_scatter_add, select_and_gather) search each window in turn.
 
 The pooling loops run along an output row (``ow``) with the in-bounds range computed up front.
 """
@@ -68,6 +70,13 @@ DIRECT_MIN_ROW = 128
 # machine; conv1 (7.5M) never gained. The copies in and out of the batch-innermost layout stay
 # serial.
 THREADS_MIN_MACS = 1 << 24
+
+# select_and_scatter_add of non-overlapping windows without padding runs on batch-innermost copies
+# (vector loops over the batch) from this batch size; smaller batches (short vectors, and the copies
+# in and out cost more than they save) and other windows search each window in turn. Measured, one
+# thread, 2x2 windows: LeNet's (64,6,28,28) 0.67 -> 0.51 ms, (64,16,10,10) 0.22 -> 0.12;
+# (N,16,28,28) by window / batch innermost: N=8 0.21 / 0.28, N=16 0.42 / 0.34, N=64 1.77 / 1.48.
+POOL_MIN_BATCH = 16
 
 WINDOW_OPS = ("conv2d", "conv2d_input_grad", "conv2d_weight_grad", "reduce_window_max",
               "select_and_scatter_add", "select_and_gather", "reduce_window_sum",
@@ -142,6 +151,17 @@ def _from_batch_inner(acc, out, c, y):
         dst = out[n, c, y]
         for b in range(w):
             dst[b] = acc[b * n_ + n]
+    return
+
+
+@njit(**_JIT)
+def _batch_inner_to_nchw(xt, out):
+    """out (N, C, H, W) <- xt (C, H, W, N), the inverse of _to_batch_inner without padding."""
+    c_, h, w, n_ = xt.shape
+    xf = xt.reshape(-1)
+    for c in range(c_):
+        for y in range(h):
+            _from_batch_inner(xf[(c * h + y) * w * n_:], out, c, y)
     return
 
 
@@ -530,6 +550,48 @@ def _select_scatter(x, g, out, kh, kw, sh, sw, pt, pl):
 
 
 @njit(**_JIT)
+def _select_scatter_batch_inner(xt, gi, dxi, kh, kw, sh, sw):
+    """select_and_scatter_add for windows that neither overlap nor reach into padding, on
+    batch-innermost copies: xt (C, H, W, N) the input, gi (C, OH, OW, N) and dxi (C, H, W, N) the
+    cotangent and the result viewed as integers of the element width. Every window tap is then N
+    contiguous elements, so both passes are unit-stride vector loops over the batch: the running
+    maximum (a select), then each tap in row-major order writes the cotangent's bits where it is the
+    first element equal to the maximum (or the first NaN) and zero bits elsewhere (each element is
+    in at most one window: a plain store)."""
+    c_, h, w, n_ = xt.shape
+    oh, ow = gi.shape[1], gi.shape[2]
+    xf, gf, df = xt.reshape(-1), gi.reshape(-1), dxi.reshape(-1)
+    df[:] = 0
+    best = np.empty(n_, xt.dtype)
+    taken = np.empty(n_, gi.dtype)
+    for c in range(c_):
+        for a in range(oh):
+            for b in range(ow):
+                first = ((c * h + a * sh) * w + b * sw) * n_
+                best[:] = xf[first:first + n_]
+                for ih in range(kh):
+                    for jw in range(kw):
+                        if ih == 0 and jw == 0:
+                            continue
+                        tap = xf[first + (ih * w + jw) * n_:]
+                        for n in range(n_):
+                            v, cur = tap[n], best[n]
+                            best[n] = v if (cur == cur) & ((v > cur) | (v != v)) else cur
+                taken[:] = 0
+                grow = gf[((c * oh + a) * ow + b) * n_:]
+                for ih in range(kh):
+                    for jw in range(kw):
+                        k = first + (ih * w + jw) * n_
+                        tap, dst = xf[k:], df[k:]
+                        for n in range(n_):
+                            v, done, gv = tap[n], taken[n], grow[n]
+                            mask = -((v == best[n]) | (v != v)) & ~done  # all ones at the first hit
+                            taken[n] = done | mask
+                            dst[n] = gv & mask
+    return
+
+
+@njit(**_JIT)
 def _select_gather(x, t, out, kh, kw, sh, sw, pt, pl):
     planes, h, w = x.shape[0] * x.shape[1], x.shape[2], x.shape[3]
     oh, ow = out.shape[2], out.shape[3]
@@ -696,7 +758,20 @@ def run_reduce_window_max(x, out, scratch, key, window, stride, padding):
     _pool_max(x, out, window[0], window[1], stride[0], stride[1], padding[0], padding[2])
 
 
+def _bits(a: np.ndarray) -> np.ndarray:
+    """``a`` viewed as signed integers of its element width (bit masks select elements)."""
+    return a.view(f"i{a.dtype.itemsize}")
+
+
 def run_select_and_scatter_add(x, g, out, scratch, key, window, stride, padding):
+    if not any(padding) and stride[0] >= window[0] and stride[1] >= window[1] and x.shape[0] >= POOL_MIN_BATCH:
+        # non-overlapping windows inside the input: vector loops over the batch (rule at POOL_MIN_BATCH)
+        xt = _batch_inner(scratch, key, x, (0, 0, 0, 0))
+        gt = _batch_inner(scratch, (key, "g"), g, (0, 0, 0, 0))
+        dxt = _scratch(scratch, (key, "dx"), xt.size, out.dtype).reshape(xt.shape)
+        _select_scatter_batch_inner(xt, _bits(gt), _bits(dxt), window[0], window[1], stride[0], stride[1])
+        _batch_inner_to_nchw(dxt, out)
+        return
     _select_scatter(x, g, out, window[0], window[1], stride[0], stride[1], padding[0], padding[2])
 
 
