@@ -22,7 +22,9 @@ Choices, and why:
   passes ``buf[base:]``): kernels reading different slices of one buffer print the same loop nest,
   which the module compiles once.
 * Each scalar result is converted to its node's dtype (``np.float32(...)``): numba promotes
-  f32 op f64-literal to f64, which would change results and block f32 vectorization.
+  f32 op f64-literal to f64, which would change results and block f32 vectorization. Not where
+  numba's result has that dtype already (``+ - *`` and negation of floats of the result's dtype:
+  every kernel variable holds its expr's dtype): every call numba types costs compile time.
 """
 from __future__ import annotations
 
@@ -88,11 +90,20 @@ def _cast(text: str, dtype: DType) -> str:
     return text if dtype.name == "bool" else f"{SCALAR[dtype.name]}({text})"
 
 
-def op_text(e, args: list[str]) -> str:
+# Ops whose numba result already has the operands' float dtype (numpy's rules: f32 + f32 is f32), so
+# the conversion to the node's dtype is left out: each call numba types costs compile time.
+_SAME_FLOAT_OPS = frozenset({"add", "sub", "mul", "neg"})
+
+
+def op_text(e, args: list[str], arg_dtypes=None) -> str:
     template = primitive.get(e.op).codegen["numba"]
     attrs = {k: v for k, v in e.attrs.items()}
     text = template.format(*args, **attrs)
-    return text if e.op == "cast" else _cast(text, e.dtype)
+    if e.op == "cast":
+        return text
+    if e.op in _SAME_FLOAT_OPS and e.dtype.is_float and arg_dtypes and all(d == e.dtype for d in arg_dtypes):
+        return text
+    return _cast(text, e.dtype)
 
 
 class _Printer:
@@ -127,7 +138,7 @@ class _Printer:
             return literal(e.value, e.dtype)
         if e.kind == "index":
             return _cast(affine_text(e.offset, self.index_names), e.dtype)
-        return op_text(e, [self.var(a) for a in e.args])
+        return op_text(e, [self.var(a) for a in e.args], [self.k.exprs[a].dtype for a in e.args])
 
     def comment(self, i: int) -> str:
         return f"  # {self.k.exprs[i].label}" if self.k.exprs[i].label else ""
