@@ -272,3 +272,21 @@ def test_a_sum_over_many_buffers_is_cut_into_kernels_that_share_their_code():
     xs = [rand(8, 5, seed=s) for s in range(n)]
     want = 1.0 - sum(x.astype(np.float64).sum(axis=0) for x in xs)
     np.testing.assert_allclose(exe(*xs)[0], want, rtol=1e-5, atol=1e-5)
+
+
+# -- the compiled code of generated modules (runtime/cache.py: __pycache__/<module>.kfc) -----------------
+def test_module_code_is_cached_and_a_damaged_code_file_is_ignored(tmp_path):
+    cold = run_jobs(tmp_path, jobs="1")
+    (code_file,) = (tmp_path / "numba" / "__pycache__").glob("kf_*.kfc")
+    good = code_file.read_bytes()
+    warm = run_jobs(tmp_path, jobs="1")
+    assert warm["compiled"] == 0 and warm["out"] == cold["out"]
+    assert code_file.read_bytes() == good  # read, not rewritten
+    from kernelflow.runtime.cache import _CODE_MAGIC
+    header = len(_CODE_MAGIC) + 32  # then the source's sha256
+    for damaged in (good[:len(good) // 2], good[:40] + bytes(64), b"garbage"):
+        code_file.write_bytes(damaged)
+        again = run_jobs(tmp_path, jobs="1")
+        assert again["compiled"] == 0 and again["out"] == cold["out"]
+        repaired = code_file.read_bytes()
+        assert repaired != damaged and repaired[:header] == good[:header]  # replaced

@@ -123,16 +123,55 @@ def atomic_create(path: Path, content: str | bytes) -> None:
         os.unlink(tmp)
 
 
-def _import_file(name: str, path: Path) -> types.ModuleType:
+def _import_file(name: str, path: Path, source: str | None = None) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # numba's cache locator needs the module registered before it runs
     try:
-        spec.loader.exec_module(module)
+        if source is None:
+            spec.loader.exec_module(module)
+        else:
+            exec(_module_code(path, source), module.__dict__)
     except BaseException:
         sys.modules.pop(name, None)
         raise
     return module
+
+
+_CODE_MAGIC = b"kernelflow-code 1 " + importlib.util.MAGIC_NUMBER
+
+
+def _module_code(path: Path, source: str) -> types.CodeType:
+    """The compiled code of a generated module, kept next to numba's cache files
+    (``__pycache__/<stem>.kfc``: a header naming the Python bytecode version and the source's hash,
+    then the marshalled code). Python's own .pyc would do the same, but it is not written under
+    PYTHONDONTWRITEBYTECODE (set on these machines) and compiling a training step's module source
+    takes tens of milliseconds of every warm start. A file that does not match is replaced."""
+    import marshal  # noqa: PLC0415
+    code_path = path.parent / "__pycache__" / f"{path.stem}.kfc"
+    header = _CODE_MAGIC + hashlib.sha256(source.encode("utf-8")).digest()
+    try:
+        data = code_path.read_bytes()
+        if data.startswith(header):
+            code = marshal.loads(data[len(header):])
+            if isinstance(code, types.CodeType) and code.co_filename == str(path):
+                return code
+    except (OSError, ValueError, EOFError, TypeError):
+        pass
+    code = compile(source, str(path), "exec", dont_inherit=True)
+    try:  # replaced, not kept, when it exists: it did not match (every writer writes the same bytes)
+        code_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{code_path.stem}.", suffix=".tmp", dir=code_path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(header + marshal.dumps(code))
+            os.replace(tmp, code_path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError:
+        pass  # no code cache: the next process compiles the source again
+    return code
 
 
 def compile_jobs() -> int:
@@ -157,7 +196,7 @@ def _can_fork() -> bool:
     return hasattr(os, "fork") and threading.active_count() == 1
 
 
-def _import_compiling_in_parallel(name: str, path: Path, jobs: int) -> tuple[types.ModuleType, dict]:
+def _import_compiling_in_parallel(name: str, path: Path, jobs: int, source: str) -> tuple[types.ModuleType, dict]:
     """Import a NEW module (no numba cache yet) with its kernels compiled by ``jobs`` processes.
 
     numba compiles one function at a time under a global lock, and mostly in Python, so threads do
@@ -171,7 +210,7 @@ def _import_compiling_in_parallel(name: str, path: Path, jobs: int) -> tuple[typ
     from ..codegen.numba.module import compile_deferred, deferred_kernels  # noqa: PLC0415
     try:
         with deferred_kernels() as deferred:
-            module = _import_file(name, path)
+            module = _import_file(name, path, source)
         queue = sorted((i for i, k in enumerate(deferred) if not k.parallel), key=lambda i: -deferred[i].cost)
         compiled_here: set[int] = set()
         children = []
@@ -294,9 +333,9 @@ def load_module(source: str, backend: str = "numba") -> tuple[types.ModuleType, 
     parallel_info: dict = {}
     try:
         if jobs >= 2 and _can_fork():
-            module, parallel_info = _import_compiling_in_parallel(name, path, jobs)
+            module, parallel_info = _import_compiling_in_parallel(name, path, jobs, source)
         else:
-            module = _import_file(name, path)
+            module = _import_file(name, path, source)
     except NumbaError:
         _remove_entry(path)
         raise  # a bug in the generated code, not a corrupt entry: rebuilding would not help
@@ -305,6 +344,6 @@ def load_module(source: str, backend: str = "numba") -> tuple[types.ModuleType, 
                          f"rebuilding it")
         _remove_entry(path)
         atomic_create(path, source)
-        module = _import_file(name, path)
+        module = _import_file(name, path, source)
         on_disk = False
     return module, {"key": key, "path": str(path), "on_disk": on_disk, "in_process": False, **parallel_info}
