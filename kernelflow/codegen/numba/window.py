@@ -106,10 +106,10 @@ def _range(base, stride, size, count):
 # elements for LeNet's second conv at batch 64), with no padding tests: the copies carry the zero
 # padding. Several taps and two output rows go to a pass: a pass loads and stores each accumulator
 # once per 4-8 multiply-adds and shares the input loads between the two outputs (numba cannot keep
-# an accumulator in registers across passes; this keeps the loops near the FMA rate, ~30-40
-# GMAC/s on one core at LLVM's 256-bit vector width). Index slices (``buf[offset:]``, indexed from 0) keep the loop indices provably
-# non-negative: a signed ``buf[offset + q]`` makes numba test for negative indices and LLVM falls
-# back to gathers.
+# an accumulator in registers across passes; this keeps the loops near the FMA rate, ~30-40 GMAC/s
+# on one core at LLVM's 256-bit vector width). Index slices (``buf[offset:]``, indexed from 0) keep
+# the loop indices provably non-negative: a signed ``buf[offset + q]`` makes numba test for
+# negative indices and LLVM falls back to gathers.
 @njit(**_JIT)
 def _to_batch_inner(x, xt, pt, pl):
     """xt (C, HP, WP, N) <- x (N, C, H, W) with the batch innermost and zero padding: pt rows on top,
@@ -128,15 +128,17 @@ def _to_batch_inner(x, xt, pt, pl):
             dst[:pl * n_] = 0
             dst[(pl + w) * n_:] = 0
             n = 0
+            ys = y - pt
             while n + 8 <= n_:
-                r0, r1, r2, r3 = x[n, c, y - pt], x[n + 1, c, y - pt], x[n + 2, c, y - pt], x[n + 3, c, y - pt]
-                r4, r5, r6, r7 = x[n + 4, c, y - pt], x[n + 5, c, y - pt], x[n + 6, c, y - pt], x[n + 7, c, y - pt]
+                r0, r1, r2, r3 = x[n, c, ys], x[n + 1, c, ys], x[n + 2, c, ys], x[n + 3, c, ys]
+                r4, r5, r6, r7 = x[n + 4, c, ys], x[n + 5, c, ys], x[n + 6, c, ys], x[n + 7, c, ys]
                 for b in range(w):
                     d = dst[(b + pl) * n_ + n:]
-                    d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7] = r0[b], r1[b], r2[b], r3[b], r4[b], r5[b], r6[b], r7[b]
+                    d[0], d[1], d[2], d[3] = r0[b], r1[b], r2[b], r3[b]
+                    d[4], d[5], d[6], d[7] = r4[b], r5[b], r6[b], r7[b]
                 n += 8
             while n < n_:
-                src = x[n, c, y - pt]
+                src = x[n, c, ys]
                 for b in range(w):
                     dst[(b + pl) * n_ + n] = src[b]
                 n += 1
@@ -301,8 +303,8 @@ def _conv_in_channels(block, gt, w, dxt, out, sh, pt, pl, dh, dw, groups):
                 if lone:
                     _add_taps(plane0[start:start + length], gf[a * length:], offs, wts0)
                 else:
-                    _add_taps_pair(plane0[start:start + length], plane1[start:start + length], gf[a * length:],
-                                   offs, wts0, wts1)
+                    _add_taps_pair(plane0[start:start + length], plane1[start:start + length],
+                                   gf[a * length:], offs, wts0, wts1)
     for y in range(out.shape[2]):
         _from_batch_inner(plane0[((y + pt) * wp + pl) * n_:], out, c, y)
         _from_batch_inner(plane1[((y + pt) * wp + pl) * n_:], out, c2, y)
@@ -764,7 +766,8 @@ def _bits(a: np.ndarray) -> np.ndarray:
 
 
 def run_select_and_scatter_add(x, g, out, scratch, key, window, stride, padding):
-    if not any(padding) and stride[0] >= window[0] and stride[1] >= window[1] and x.shape[0] >= POOL_MIN_BATCH:
+    apart = stride[0] >= window[0] and stride[1] >= window[1]
+    if apart and not any(padding) and x.shape[0] >= POOL_MIN_BATCH:
         # non-overlapping windows inside the input: vector loops over the batch (rule at POOL_MIN_BATCH)
         xt = _batch_inner(scratch, key, x, (0, 0, 0, 0))
         gt = _batch_inner(scratch, (key, "g"), g, (0, 0, 0, 0))
