@@ -290,3 +290,30 @@ def test_module_code_is_cached_and_a_damaged_code_file_is_ignored(tmp_path):
         assert again["compiled"] == 0 and again["out"] == cold["out"]
         repaired = code_file.read_bytes()
         assert repaired != damaged and repaired[:header] == good[:header]  # replaced
+
+
+# -- a kernel run by another with the same loop nest and more outputs ------------------------------------
+def test_the_last_step_of_a_recurrence_runs_the_kernel_of_the_others():
+    """Steps 2..3 of c_t = c_{t-1} + y_t + h_{t-1} w, h_t = tanh(c_t): step 2 writes c_t and h_t, the
+    last one only h (nothing reads its c): it runs step 2's kernel, its c going to scratch."""
+    def fn(b, x, wx, wh):
+        y = dot(b, x, wx)
+        c = cols(b, y, 0, 16)
+        h = b.tanh(c)
+        for t in range(1, 4):
+            c = b.add(b.add(c, cols(b, y, 16 * t, 16 * t + 16)), dot(b, h, wh))
+            h = b.tanh(c)
+        return [h]
+    g = build([((8, 16), "f32"), ((16, 64), "f32"), ((16, 16), "f32")], fn, "cells")
+    exe = compile_graph(g)
+    names = [k.name for k in exe.kernels]
+    assert f"{names[3]} = {names[2]}  # the same loop nest with 1 more output(s), unused here" in exe.source
+    x, wx, wh = rand(8, 16), rand(16, 64, seed=1) * 0.3, rand(16, 16, seed=2) * 0.3
+    y = x.astype(np.float64) @ wx
+    c = y[:, :16]
+    h = np.tanh(c)
+    for t in range(1, 4):
+        c = c + y[:, 16 * t:16 * t + 16] + h @ wh
+        h = np.tanh(c)
+    for _ in range(3):  # the scratch output is recycled between calls
+        np.testing.assert_allclose(exe(x, wx, wh)[0], h, rtol=2e-5, atol=1e-6)

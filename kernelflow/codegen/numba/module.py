@@ -33,6 +33,7 @@ several processes).
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,7 @@ from ...ir.types import DType
 from ...passes.fusion import FusionPlan, Step, dot_free_dims
 from ...passes.memory import MemoryPlan, window_kernel_op
 from ..kernel import Kernel, param_bases
-from .printer import print_kernel
+from .printer import print_kernel, signature
 
 
 @dataclass
@@ -71,6 +72,9 @@ class _Driver:
         self.bound: set[str] = set()
         self.have_nd: set = set()
         self.have_flat: set = set()
+        # kernel name -> (name of the kernel that runs it, per param of that one: the index of this
+        # kernel's argument, or (size, dtype, base) of a scratch output): see ``_embed``
+        self.callees: dict[str, tuple[str, list]] = {}
 
     def n(self, v) -> int:
         return _num(self.names[v])
@@ -138,7 +142,20 @@ class _Driver:
                     self.have_flat.add(v)
                 # from its lowest element touched on (printer: offsets are relative to it)
                 args.append(self.flat(v) + (f"[{base}:]" if base else ""))
-            self.emit(f"{kernel.name}({', '.join(args)})")
+            callee = self.callees.get(kernel.name)
+            if callee is None:
+                self.emit(f"{kernel.name}({', '.join(args)})")
+            else:  # a kernel with more outputs: the extra ones go to scratch arrays nobody reads
+                name, sources = callee
+                texts = []
+                for j, source in enumerate(sources):
+                    if isinstance(source, int):
+                        texts.append(args[source])
+                    else:
+                        size, dtype, base = source
+                        scratch = self.bind(f"_unused{i}_{j}", "recycle", (size, dtype))
+                        texts.append(f"{scratch}()" + (f"[{base}:]" if base else ""))
+                self.emit(f"{name}({', '.join(texts)})  # {kernel.name}")
         elif step.kind == "library" and step.nodes[0].op == "dot_general":
             self.dot(step.nodes[0], outs[0])
         elif step.kind in ("library", "numpy") and window_kernel_op(step.nodes[0]):
@@ -238,6 +255,94 @@ def _loop_nest_key(src: str, name: str) -> str:
     return "\n".join(lines)
 
 
+_STORE = re.compile(r"^(\s*)(b\d+)(\[.*\] = v\d+)$")
+
+
+@dataclass
+class _StoreFrame:
+    """A kernel's source as (decorator without the output types, code lines), where each plain store
+    into an output (``b7[...] = v3``, the output named nowhere else) reads ``OUT[...] = v3`` and
+    ``store_of[line]`` names its output. Two kernels whose frames are equal except for some store lines
+    compute the same values; the one with more stores can run the other (``_embed``)."""
+    head: tuple
+    lines: list[str]
+    store_of: dict[int, str]     # line index -> output param name
+    n_outputs: int
+
+    @staticmethod
+    def of(kernel: Kernel, src: str) -> "_StoreFrame | None":
+        decorator, _, rest = src.partition("\n")
+        sig = signature(kernel)
+        if not decorator.startswith(f"@njit({sig}"):
+            return None
+        inputs = [p for p in kernel.params if p.role == "in"]
+        outputs = {p.name for p in kernel.params if p.role == "out"}
+        head = (tuple(p.dtype.name for p in inputs), decorator[len(f"@njit({sig}"):])
+        code = _loop_nest_key(rest, kernel.name).splitlines()[1:]  # without the def line
+        lines, store_of = [], {}
+        for line in code:
+            m = _STORE.match(line)
+            if m and m.group(2) in outputs:
+                store_of[len(lines)] = m.group(2)
+                line = f"{m.group(1)}OUT{m.group(3)}"
+            lines.append(line)
+        named = re.compile(r"\b(" + "|".join(sorted(outputs)) + r")\b") if outputs else None
+        if named is not None and any(named.search(line) for line in lines):
+            return None  # an output read, or written other than by one plain store
+        if sorted(store_of.values()) != sorted(outputs):
+            return None
+        return _StoreFrame(head, lines, store_of, len(outputs))
+
+    def embeds_in(self, other: "_StoreFrame") -> dict[str, str | None] | None:
+        """If ``other`` is this frame with extra store lines: other's output -> ours (None: extra)."""
+        if self.head != other.head or len(self.lines) >= len(other.lines):
+            return None
+        mine = 0
+        mapping: dict[str, str | None] = {}
+        for j, line in enumerate(other.lines):
+            if mine < len(self.lines) and self.lines[mine] == line:
+                if j in other.store_of:
+                    mapping[other.store_of[j]] = self.store_of[mine]
+                mine += 1
+            elif j in other.store_of:
+                mapping[other.store_of[j]] = None
+            else:
+                return None
+        return mapping if mine == len(self.lines) else None
+
+
+def _embed(kernels: dict[int, Kernel], frames: dict) -> dict[str, tuple[str, list]]:
+    """Kernels that another kernel with the same loop nest and more outputs can run, passing scratch
+    arrays for the outputs they do not have: the last step of an unrolled loop often stores one value
+    fewer (nothing reads it after the loop), and would otherwise be compiled again for that."""
+    by_name = {k.name: k for k in kernels.values()}
+    order = sorted((n for n, f in frames.items() if f is not None), key=lambda n: -frames[n].n_outputs)
+    hosts: list[str] = []
+    callees: dict[str, tuple[str, list]] = {}
+    for name in order:
+        frame = frames[name]
+        for host in hosts:
+            mapping = frame.embeds_in(frames[host])
+            if mapping is None:
+                continue
+            k, h = by_name[name], by_name[host]
+            position = {p.name: j for j, p in enumerate(k.params)}
+            bases = param_bases(h)
+            sources: list = []
+            for j, p in enumerate(h.params):
+                if p.role == "in":
+                    sources.append(j)  # same inputs, in the same order (equal frames)
+                elif mapping[p.name] is not None:
+                    sources.append(position[mapping[p.name]])
+                else:
+                    sources.append((p.size, p.dtype, bases[j]))
+            callees[name] = (host, sources)
+            break
+        else:
+            hosts.append(name)
+    return callees
+
+
 def module_source(plan: FusionPlan, kernels: dict[int, Kernel], memory: MemoryPlan,
                   cache: bool = True, profile: bool = False) -> tuple[str, list[Binding], dict[str, str]]:
     """(module source, bindings for make_run, kernel name -> kernel source).
@@ -258,9 +363,19 @@ def module_source(plan: FusionPlan, kernels: dict[int, Kernel], memory: MemoryPl
     kernel_sources = {}
     body = []
     first_of: dict[str, str] = {}  # loop nest text (no name, no comments) -> the kernel that has it
-    for i, k in kernels.items():
+    frames = {}
+    for k in kernels.values():
         src, _ = print_kernel(k, cache=cache)
         kernel_sources[k.name] = src
+        frames[k.name] = _StoreFrame.of(k, src)
+    callees = _embed(kernels, frames)
+    for i, k in kernels.items():
+        src = kernel_sources[k.name]
+        if k.name in callees:
+            name, sources = callees[k.name]
+            unused = sum(1 for x in sources if not isinstance(x, int))
+            body.append(f"{k.name} = {name}  # the same loop nest with {unused} more output(s), unused here\n")
+            continue
         key = _loop_nest_key(src, k.name)
         if key in first_of:  # compile each distinct loop nest once (a training step repeats many)
             body.append(f"{k.name} = {first_of[key]}  # the same loop nest\n")
@@ -269,6 +384,7 @@ def module_source(plan: FusionPlan, kernels: dict[int, Kernel], memory: MemoryPl
         body.append(src)
         body.append("")
     d = _Driver(plan, memory)
+    d.callees = callees
     inputs = [f"a{i}" for i in range(len(graph.inputs))]
     for i, v in enumerate(graph.inputs):
         n = d.n(v)
