@@ -74,14 +74,19 @@ class Trace:
 
     def emit(self, op: str, *inputs: Value, **attrs) -> Value:
         """Emit one single-output primitive at the user's current source line."""
-        b = self.builder
-        with b.at(user_location()):
-            return b.emit(op, *inputs, **attrs)
+        node = self.emit_node(op, *inputs, **attrs)
+        return node.outputs[0] if len(node.outputs) == 1 else node.outputs
 
     def emit_node(self, op: str, *inputs: Value, **attrs):
         b = self.builder
-        with b.at(user_location()):
+        saved = b.loc  # as ``with b.at(user_location())``, without a context manager per node
+        loc = user_location()
+        if loc is not None:
+            b.loc = loc
+        try:
             return b.emit_node(op, *inputs, **attrs)
+        finally:
+            b.loc = saved
 
     def lift(self, t: "Tracer") -> Value:
         """The Value standing for tracer ``t`` in this trace (an extra input if ``t`` is from outside)."""

@@ -112,7 +112,12 @@ class GraphBuilder:
     def __getattr__(self, name: str):
         if name.startswith("_") or not primitive.is_primitive(name):
             raise AttributeError(name)
-        return lambda *inputs, **attrs: self.emit(name, *inputs, **attrs)
+        emit = self.emit
+
+        def emit_op(*inputs, **attrs):
+            return emit(name, *inputs, **attrs)
+        setattr(self, name, emit_op)  # found directly from now on (gradient rules call b.mul ... often)
+        return emit_op
 
     # -- helpers used by tracing and gradient rules --------------------------------------------
     def constant(self, value, dtype: DType | str | None = None) -> Value:
