@@ -191,9 +191,10 @@ def compile_jobs() -> int:
 
 
 def _can_fork() -> bool:
-    """Forking is safe here only in a single-threaded process: another thread could hold a lock
-    (numba's compiler lock, llvmlite's) that the child would then wait on forever."""
-    return hasattr(os, "fork") and threading.active_count() == 1
+    """Forking is safe here only on Linux (macOS system libraries do not survive a fork without exec)
+    and in a single-threaded process: another thread could hold a lock (numba's compiler lock,
+    llvmlite's) that the child would then wait on forever."""
+    return sys.platform.startswith("linux") and hasattr(os, "fork") and threading.active_count() == 1
 
 
 def _import_compiling_in_parallel(name: str, path: Path, jobs: int, source: str) -> tuple[types.ModuleType, dict]:
