@@ -31,7 +31,9 @@ def rebuild(graph: Graph, rule: Rule, env: dict[Value, Value] | None = None) -> 
                                          f"{node.outputs[0].type} -> {replacement.type}")
                 env[node.outputs[0]] = replacement
                 continue
-            new = b.emit_node(node.op, *ins, **node.attrs)
+            # Every operand keeps its type (a replacement must have the replaced value's type, checked
+            # above), so the node's own output types stand: a copy, without re-running the shape rule.
+            new = b.copy_node(node, ins)
         for old, nv in zip(node.outputs, new.outputs):
             env[old] = nv
     return b.finish([env[v] for v in graph.outputs])

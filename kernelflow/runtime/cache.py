@@ -271,19 +271,9 @@ def _compile_from_queue(read_end: int, deferred: list, done: set) -> None:
 
 
 def _count_as_compiled(kernel) -> int:
-    """A kernel a child compiled for this module was loaded here from numba's cache: count it as
-    compiled, as if this process had compiled it (``compile_info`` reports numba's per-dispatcher
-    statistics). Returns 1 if it was such a kernel."""
-    d = kernel.dispatcher
-    hits, misses = getattr(d, "_cache_hits", None), getattr(d, "_cache_misses", None)
-    if hits is None or misses is None:
-        return 0
-    for sig in list(hits):
-        if hits[sig] > 0:
-            hits[sig] -= 1
-            misses[sig] += 1
-            return 1
-    return 0
+    """1 if this process loaded ``kernel`` from numba's cache (a child compiled it for this module):
+    ``compile_graph`` reports it as compiled, not as a cache hit. Numba's statistics are left alone."""
+    return int(any(n > 0 for n in kernel.dispatcher.stats.cache_hits.values()))
 
 
 def _exec_in_memory(name: str, source: str) -> types.ModuleType:

@@ -372,6 +372,8 @@ def compile_graph(graph: Graph, backend: str = "numba", *, optimize: bool = True
         misses += sum(stats.cache_misses.values())
     if info.get("in_process"):
         hits = misses = 0
+    children = info.get("compiled_in_children", 0)  # compiled by another process, then loaded here
+    hits, misses = hits - children, misses + children
     info.update(seconds=time.perf_counter() - start, codegen_seconds=codegen_done - start,
                 cache_hits=hits, compiled=misses, passes=passes is not None,
                 kernel_names=list(build["kernel_names"]))
