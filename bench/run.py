@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,24 +55,25 @@ def _first_call(fn) -> float:
     return time.perf_counter() - start
 
 
-def warm_compile(cfg: Config, keys: list[str], log=print) -> dict:
-    """First-call times of kernelflow in a NEW process that shares this run's KERNELFLOW_CACHE_DIR (now full)."""
+def compile_in_new_process(cfg: Config, keys: list[str], cache_dir: str, what: str, log=print) -> dict:
+    """kernelflow's first-call times in a NEW process (kernelflow and numpy only: no peer loaded) with
+    ``KERNELFLOW_CACHE_DIR=cache_dir``: ``what`` is "cold" for an empty directory, "warm" for a full one."""
     if not keys:
         return {"note": "skipped: no workload ran on kernelflow", "workloads": {}}
     command = [sys.executable, "-m", "bench.warm_compile", "--only", ",".join(keys),
                "--threads", str(cfg.threads), "--backend", cfg.backend] + (["--quick"] if cfg.quick else [])
-    log("  warm-cache compile in a new process: " + " ".join(command[1:]))
+    log(f"  {what}-cache compile in a new process: " + " ".join(command[1:]))
+    env = dict(os.environ, KERNELFLOW_CACHE_DIR=cache_dir)
     try:
-        done = subprocess.run(command, cwd=REPO_ROOT, env=os.environ.copy(), capture_output=True, text=True,
-                              timeout=600)
+        done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
-        return {"note": "the warm-cache process ran over 600 s", "workloads": {}}
+        return {"note": f"the {what}-cache process ran over 600 s", "workloads": {}}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        return {"note": f"the warm-cache process failed (exit {done.returncode}): {tail[0]}", "workloads": {}}
+        return {"note": f"the {what}-cache process failed (exit {done.returncode}): {tail[0]}", "workloads": {}}
     result = json.loads(lines[-1])
-    result["note"] = (f"new process, same KERNELFLOW_CACHE_DIR; `import kernelflow` took "
+    result["note"] = (f"{what} KERNELFLOW_CACHE_DIR; `import kernelflow` took "
                       f"{result['import_s']:.2f} s and the trivial start-up call {result['startup']}")
     return result
 
@@ -95,12 +97,14 @@ def run_suite(cfg: Config, out_dir: Path, log=print) -> tuple[dict, dict[str, Pa
     for key in keys:
         log(f"{key} {BY_KEY[key].title}:")
         workloads.append(run_workload(BY_KEY[key], cfg, log))
-    warm = {}
+    cold = warm = {}
     if cfg.warm_compile and "kernelflow" in cfg.impls:
         # Compile time does not depend on the result being right: FAILED rows are measured too.
         kf_keys = [w["key"] for w in workloads
                    if w["rows"].get("kernelflow", {}).get("status", "").startswith(("ok", "FAILED"))]
-        warm = warm_compile(cfg, kf_keys, log)
+        with tempfile.TemporaryDirectory(prefix="kf-bench-compile-") as cache_dir:
+            cold = compile_in_new_process(cfg, kf_keys, cache_dir, "cold", log)
+            warm = compile_in_new_process(cfg, kf_keys, cache_dir, "warm", log)
     results = {
         "started": started,
         "config": {"quick": cfg.quick, "only": keys, "impls": list(cfg.impls), "threads": cfg.threads,
@@ -110,6 +114,7 @@ def run_suite(cfg: Config, out_dir: Path, log=print) -> tuple[dict, dict[str, Pa
         "copy_bandwidth": copy,
         "startup": startup,
         "workloads": workloads,
+        "cold_compile": cold,
         "warm_compile": warm,
         "wall_s": 0.0,
         # 1-minute load average before and after: other processes on the machine make every figure noisier.

@@ -1,7 +1,8 @@
 """`python -m bench.warm_compile --only W5,W6 ...`: kernelflow's first-call times in a fresh process.
 
-Started by bench.run with the same KERNELFLOW_CACHE_DIR as the main run (which filled it), so what it times is
-compile from a full persistent cache. Prints one JSON line: import time, trivial start-up, and per workload
+Started twice by bench.run with one new KERNELFLOW_CACHE_DIR: the first time the directory is empty (cold:
+trace + every pass + numba, in a process where no peer library is loaded, as a user's program would be), the
+second time it is full (warm: compile from the persistent cache). Prints one JSON line: import time, trivial start-up, and per workload
 the first-call time (or why it could not run).
 """
 from __future__ import annotations

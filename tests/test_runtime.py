@@ -249,3 +249,19 @@ def test_profile_env_prints_table_at_exit(tmp_path):
     env["KERNELFLOW_PROFILE"] = "0"
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert "profile of" not in done.stderr
+
+
+def test_a_cold_compile_prints_nothing(tmp_path):
+    """Compiling the float32 tanh/logistic helpers in a new process with an empty cache writes nothing to
+    stderr (numba's internal SSA check used to warn once per kernel about the inlined helpers)."""
+    import subprocess
+    import sys
+    script = ("import numpy as np, kernelflow as kf\n"
+              "f = kf.jit(lambda x, y: kf.sigmoid(x) * np.tanh(y) + kf.sigmoid(y))\n"
+              "a = np.linspace(-3, 3, 64 * 32, dtype=np.float32).reshape(64, 32)\n"
+              "np.testing.assert_allclose(f(a, a), 1 / (1 + np.exp(-a)) * np.tanh(a) + 1 / (1 + np.exp(-a)),"
+              " rtol=1e-5, atol=1e-6)\n")
+    env = dict(os.environ, KERNELFLOW_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""

@@ -15,13 +15,20 @@ is part of the kernel cache key, so editing a helper invalidates every cached ke
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from numba import types
+from numba.core.errors import NumbaIRAssumptionWarning
 from llvmlite import ir as _ir_early
 from numba.core import cgutils
 from numba.extending import intrinsic as _intrinsic_early
 from numba.extending import overload
+
+# numba's SSA pass runs an internal "pedantic" check that warns about phi variables of IR-inlined
+# helpers (inline="always") being out of scope; the generated code is right (the helpers are tested
+# against float64 on every float32) and the warning, printed once per kernel, tells a user nothing.
+warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning, module=r"numba\.core\.ssa")
 
 __all__ = ["RO_f32", "RO_f64", "RO_i8", "RO_i32", "RO_i64", "RO_u8", "RO_u32", "RO_bool",
            "kf_div", "kf_maximum", "kf_minimum", "kf_sign", "kf_max_acc", "kf_min_acc",
