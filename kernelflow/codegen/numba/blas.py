@@ -1,13 +1,20 @@
-"""GEMMs on numpy's OpenBLAS, with the BLAS thread count chosen per GEMM shape by measurement.
+"""GEMMs on numpy's OpenBLAS, on one thread or on all of them, whichever has been faster lately.
 
 Two threads make a mid-sized GEMM ~1.6x faster on our quiet 2-core machines (128x784x256: 0.34 -> 0.21 ms;
 32x256x1024: 0.15 -> 0.09 ms), but when another process holds a core the same call on two threads stalls,
-3-10x SLOWER than on one (measured with one other busy process: 0.15 -> 1.0 ms, 0.40 -> 1.1 ms), because
-each call waits for the descheduled helper thread. No fixed size threshold is right for both, so
-``matmul(a, b, out, macs)`` measures: per GEMM shape it keeps a running average of the call time with one
-thread and with all of OpenBLAS's threads, uses the faster, and retries the other now and then
-(``ThreadChoice``) so that it follows the machine's load as it changes. GEMMs under
-``MIN_THREADED_MACS`` multiply-adds always run on one thread (threads never pay there).
+3-40x SLOWER than on one (measured with one other busy process: 0.15 -> 1.0 ms, 0.40 -> 4.6 ms), because
+each call waits for the descheduled helper thread. No fixed rule is right for both, so ``matmul`` measures.
+
+The choice is ONE mode for the whole process, not one per GEMM shape: OpenBLAS's helper thread sleeps when
+calls run on one thread, and waking it costs about as much as a small GEMM, so a training step that mixes
+one-thread and two-thread calls pays that on every switch (W5: 1.1-1.3 ms mixed, 1.0 ms all on two
+threads, 1.4 ms all on one). ``ThreadMode`` keeps, per GEMM shape, a running average of the call time in
+each mode, measured only on calls that follow a call in the same mode (the pool is then in its steady
+state); now and then it runs a burst of ``BURST_CALLS`` calls in the other mode and afterwards keeps the
+mode whose averages, summed over the shapes measured in both, are smaller. A burst that loses doubles
+the wait until the next (up to ``MAX_BURST_EVERY`` calls), so a loaded machine pays for few stalled
+bursts; one that wins switches the mode. GEMMs under ``MIN_THREADED_MACS`` multiply-adds always run
+on one thread (threads never pay there).
 
 The thread count is set with OpenBLAS's thread-local setting (``openblas_set_num_threads_local``), so other
 threads of the user's program are not affected. Where the symbol is missing (another BLAS), calls go
@@ -23,10 +30,10 @@ import time
 import numpy as np
 
 MIN_THREADED_MACS = 1 << 21   # below: one thread (a 128x128x128 GEMM is 2M multiply-adds)
-WARMUP_CALLS = 4              # per shape: the first calls alternate 1 / all threads
-RETRY_EVERY = 32              # then the slower choice is tried again once per this many calls,
-MAX_RETRY_EVERY = 1024        # backing off to this while it keeps losing
-SMOOTHING = 0.25              # weight of a new time in the running average
+BURST_CALLS = 6               # calls per burst in the other mode (the first is not measured)
+BURST_EVERY = 64              # calls between bursts, doubling while bursts lose,
+MAX_BURST_EVERY = 8192        # up to this
+SMOOTHING = 0.25              # weight of a new time in a running average
 
 
 def _load_setter():
@@ -64,55 +71,53 @@ def _max_threads() -> int:
 MAX_THREADS = _max_threads()
 
 
-class ThreadChoice:
-    """For one GEMM shape: running average call times with one thread and with ``MAX_THREADS``, and
-    when to retry the slower choice (every ``RETRY_EVERY`` calls, backing off to ``MAX_RETRY_EVERY`` while
-    the retries keep losing: under load a retry on all threads is itself a stall)."""
-
-    __slots__ = ("average", "calls", "interval", "next_retry")
+class ThreadMode:
+    """The process-wide BLAS mode (0: one thread, 1: all threads) and the measurements behind it."""
 
     def __init__(self):
-        self.average = [0.0, 0.0]   # [one thread, all threads]; 0.0 = not measured yet
+        self.mode = 1               # start on all threads, as numpy does; the first burst tries one
+        self.average: dict = {}     # GEMM shape -> [seconds on one thread, on all threads] (0.0: none)
         self.calls = 0
-        self.interval = RETRY_EVERY
-        self.next_retry = WARMUP_CALLS + RETRY_EVERY
-
-    def best(self) -> int:
-        one, many = self.average
-        return 0 if one <= many else 1
+        self.burst_left = 0
+        self.every = BURST_EVERY
+        self.next_burst = BURST_EVERY
+        self.last = -1              # the mode of the previous call
 
     def pick(self) -> int:
-        """0: one thread, 1: all threads."""
         self.calls += 1
-        if self.calls <= WARMUP_CALLS or not all(self.average):
-            return self.calls % 2
-        if self.calls >= self.next_retry:
-            return 1 - self.best()
-        return self.best()
+        if self.burst_left == 0 and self.calls >= self.next_burst:
+            self.burst_left = BURST_CALLS
+        if self.burst_left:
+            self.burst_left -= 1
+            return 1 - self.mode
+        return self.mode
 
-    def record(self, choice: int, seconds: float) -> None:
-        was_best = self.best() if all(self.average) else choice
-        old = self.average[choice]
-        self.average[choice] = seconds if not old else old + SMOOTHING * (seconds - old)
-        if self.calls > WARMUP_CALLS and self.calls >= self.next_retry:  # this was a retry
-            lost = self.best() == was_best
-            self.interval = min(2 * self.interval, MAX_RETRY_EVERY) if lost else RETRY_EVERY
-            self.next_retry = self.calls + self.interval
+    def record(self, shape, mode: int, seconds: float) -> None:
+        steady, self.last = self.last == mode, mode
+        if steady:
+            pair = self.average.setdefault(shape, [0.0, 0.0])
+            old = pair[mode]
+            pair[mode] = seconds if not old else old + SMOOTHING * (seconds - old)
+        if self.burst_left == 0 and self.calls >= self.next_burst:
+            self._decide()
+
+    def _decide(self) -> None:
+        """After a burst: keep the mode whose summed averages are smaller over the shapes measured in both."""
+        both = [p for p in self.average.values() if p[0] and p[1]]
+        totals = [sum(p[0] for p in both), sum(p[1] for p in both)]
+        if both and totals[1 - self.mode] < totals[self.mode]:
+            self.mode = 1 - self.mode
+            self.every = BURST_EVERY
+        else:
+            self.every = min(2 * self.every, MAX_BURST_EVERY)
+        self.next_burst = self.calls + self.every
 
 
-_CHOICES: dict[tuple, ThreadChoice] = {}
-
-
-def thread_choice(a, b) -> ThreadChoice:
-    key = (a.shape, b.shape, a.strides, b.strides)
-    choice = _CHOICES.get(key)
-    if choice is None:
-        choice = _CHOICES[key] = ThreadChoice()
-    return choice
+MODE = ThreadMode()
 
 
 def matmul(a, b, out, macs: int) -> None:
-    """``numpy.matmul(a, b, out=out)`` on the thread count that has been faster for this shape."""
+    """``numpy.matmul(a, b, out=out)`` in the process's current BLAS mode (``ThreadMode``)."""
     if _SET_LOCAL is None or MAX_THREADS < 2:
         np.matmul(a, b, out=out)
         return
@@ -123,12 +128,11 @@ def matmul(a, b, out, macs: int) -> None:
         finally:
             _SET_LOCAL(old)
         return
-    choice = thread_choice(a, b)
-    pick = choice.pick()
-    old = _SET_LOCAL(MAX_THREADS if pick else 1)
+    mode = MODE.pick()
+    old = _SET_LOCAL(MAX_THREADS if mode else 1)
     try:
         start = time.perf_counter()
         np.matmul(a, b, out=out)
-        choice.record(pick, time.perf_counter() - start)
+        MODE.record((a.shape, b.shape, a.strides, b.strides), mode, time.perf_counter() - start)
     finally:
         _SET_LOCAL(old)
