@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernelflow.ir import GraphBuilder, TensorType, as_dtype
+from kernelflow.ir import GraphBuilder
 from kernelflow.runtime import compile_graph
-
-
-def build(inputs, fn, name="case"):
-    b = GraphBuilder(name)
-    vals = [b.add_input(TensorType(as_dtype(d), tuple(s))) for s, d in inputs]
-    outs = fn(b, *vals)
-    return b.finish(list(outs) if isinstance(outs, (list, tuple)) else [outs])
-
-
-def rand(*shape, seed=0):
-    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+from test_fusion import build, rand
 
 
 def dot(b, x, y):
