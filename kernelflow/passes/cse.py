@@ -15,13 +15,16 @@ def _attr_key(v):
     return (type(v).__name__, v)
 
 
-def eliminate_common_subexpressions(graph: Graph) -> Graph:
+def eliminate_common_subexpressions(graph: Graph, changes: dict | None = None) -> Graph:
+    """With ``changes``, adds the number of nodes merged into an earlier twin to ``changes["rewrites"]``."""
     seen = {}
 
     def rule(b, node, ins):
         key = (node.op, tuple(id(v) for v in ins),
                tuple((k, _attr_key(node.attrs[k])) for k in sorted(node.attrs)))
         if key in seen:
+            if changes is not None:
+                changes["rewrites"] = changes.get("rewrites", 0) + 1
             return seen[key]
         # rebuild keeps every value's type, so the node's own output type holds: copy, no shape rule
         out = b.copy_node(node, ins).outputs[0]

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from ..ir.graph import Graph
-from ..ir.printer import print_graph
 from ..ir.verify import verify
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
@@ -21,13 +20,14 @@ MAX_ROUNDS = 8
 
 
 def simplify_to_fixed_point(graph: Graph) -> Graph:
-    text = print_graph(graph)
+    """Simplify + CSE + DCE until a round changes nothing: no rule fired, no twin merged, no node died
+    (then the graph is the previous one, copied; counting is cheaper than comparing printed graphs)."""
     for _ in range(MAX_ROUNDS):
-        graph = eliminate_dead_code(eliminate_common_subexpressions(simplify(graph)))
-        new_text = print_graph(graph)
-        if new_text == text:
+        changes = {"rewrites": 0}
+        before = len(graph.nodes)
+        graph = eliminate_dead_code(eliminate_common_subexpressions(simplify(graph, changes), changes))
+        if changes["rewrites"] == 0 and len(graph.nodes) == before:
             break
-        text = new_text
     return graph
 
 

@@ -129,9 +129,18 @@ def _rule(b, node, ins, single_use=frozenset()):  # noqa: C901 - a flat table of
     return None
 
 
-def simplify(graph: Graph) -> Graph:
-    """One sweep of the rules; run it with DCE to a fixed point (see pipeline.py)."""
+def simplify(graph: Graph, changes: dict | None = None) -> Graph:
+    """One sweep of the rules; run it with DCE to a fixed point (see pipeline.py). With ``changes``, adds
+    the number of rewritten nodes to ``changes["rewrites"]``."""
     users = graph.users()
     outputs = set(graph.outputs)
     single_use = frozenset(v for v, us in users.items() if len(us) == 1 and v not in outputs)
-    return rebuild(graph, lambda b, node, ins: _rule(b, node, ins, single_use))
+    if changes is None:
+        return rebuild(graph, lambda b, node, ins: _rule(b, node, ins, single_use))
+
+    def counting_rule(b, node, ins):
+        out = _rule(b, node, ins, single_use)
+        if out is not None:
+            changes["rewrites"] = changes.get("rewrites", 0) + 1
+        return out
+    return rebuild(graph, counting_rule)
