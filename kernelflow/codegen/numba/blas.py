@@ -53,14 +53,8 @@ def _load_setter():
 _SET_LOCAL = _load_setter()
 
 
-def set_threads(n: int) -> int:
-    """Set this thread's BLAS thread count; returns the previous one (0 when unknown/unsupported)."""
-    if _SET_LOCAL is None or n <= 0:
-        return 0
-    return _SET_LOCAL(n)
-
-
 def _max_threads() -> int:
+    """OpenBLAS's thread count for this thread (setting 1 returns the previous value, set back)."""
     if _SET_LOCAL is None:
         return 1
     n = _SET_LOCAL(1)
