@@ -1,4 +1,4 @@
-"""The float32 tanh and logistic helpers of the numba backend (kernelflow/codegen/numba/helpers.py) at
+"""The float32 exp, tanh and logistic helpers of the numba backend (kernelflow/codegen/numba/helpers.py) at
 their edges, and the shape of the code they compile to.
 
 The bulk accuracy check (max ulp against a float64 oracle on random bit patterns, numpy's validation
@@ -14,7 +14,7 @@ import re
 import numpy as np
 from numba import njit
 
-from kernelflow.codegen.numba.helpers import kf_logistic, kf_tanh
+from kernelflow.codegen.numba.helpers import kf_exp, kf_logistic, kf_tanh
 from kernelflow.ir import GraphBuilder, TensorType, float32
 from kernelflow.runtime import compile_graph
 
@@ -71,6 +71,22 @@ def test_logistic_subnormal_and_saturating_results():
     assert np.array_equal(got == 0, want == 0)  # underflows to 0 exactly where the rounding does
 
 
+def test_exp_subnormal_results_and_overflow_edge():
+    # x in [-106, -87.3]: e^x is subnormal, the 2^n scaling rounds once (0 below ~ -103.97);
+    # x in [88, 90]: e^x overflows to inf from 88.7228 on, where the float64 value rounds to inf
+    x = np.concatenate([np.linspace(-106.0, -80.0, 40_001, dtype=np.float32),
+                        np.linspace(88.0, 90.0, 20_001, dtype=np.float32)])
+    got = _run("exp", x)
+    exact = np.exp(x.astype(np.float64))
+    with np.errstate(over="ignore"):
+        want = exact.astype(np.float32)
+    assert np.array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    err = np.abs(got[finite] - exact[finite]) / np.spacing(np.abs(want[finite])).astype(np.float64)
+    assert err.max() <= 1.0, (x[finite][err.argmax()], err.max())
+    assert np.array_equal(got == 0, want == 0)
+
+
 def test_ieee_special_values():
     x = np.float32([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan])
     t = _run("tanh", x)
@@ -78,6 +94,8 @@ def test_ieee_special_values():
     assert list(np.signbit(t[:2])) == [False, True]
     s = _run("logistic", x)
     np.testing.assert_array_equal(s, np.float32([0.5, 0.5, 1.0, 0.0, np.nan, np.nan]))
+    e = _run("exp", x)
+    np.testing.assert_array_equal(e, np.float32([1.0, 1.0, np.inf, 0.0, np.nan, np.nan]))
 
 
 def test_tanh_is_odd_bit_for_bit():
@@ -106,3 +124,22 @@ def test_loop_over_tanh_and_logistic_is_vectorized():
     assert not re.search(r"[$@]_?(tanh|exp)f?\b", asm), "the loop calls into libm"
     llvm = next(iter(_w1_loop.inspect_llvm().values()))
     assert '"prefer-vector-width"="512"' in llvm
+
+
+@njit(error_model="numpy", boundscheck=False)
+def _exp_loop(x, out):
+    for i in range(x.size):
+        out[i] = kf_exp(x[i])
+
+
+def test_loop_over_exp_is_vectorized_at_512_bits():
+    """softmax's inner loop: exp must vectorize (no libm call, packed FMAs on zmm registers) with its
+    integer part kept in int32 (int64 would split every vector into two halves: vpmovsxdq)."""
+    x = np.linspace(-20, 20, 64, dtype=np.float32)
+    out = np.empty_like(x)
+    _exp_loop(x, out)
+    np.testing.assert_allclose(out, np.exp(x.astype(np.float64)), rtol=2 ** -23)
+    asm = next(iter(_exp_loop.inspect_asm().values()))
+    assert re.search(r"vfmadd\d+ps\s+%zmm", asm), "the loop over kf_exp no longer vectorizes on zmm"
+    assert not re.search(r"[$@]_?expf?\b", asm), "the loop calls into libm"
+    assert "vpmovsxdq" not in asm
