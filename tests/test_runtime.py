@@ -235,6 +235,24 @@ def test_profile_table_has_bytes_and_rates():
     assert abs(float(kernel_rows[0].split()[4]) - 2 * 64 * 128 * 4 / 2**20) < 0.006  # printed to 0.01 MiB
 
 
+def test_profile_bytes_of_a_kernel_reading_slices_count_the_slices():
+    """A kernel that reads four column blocks of one row block of a big buffer (an LSTM step's gates in
+    a merged GEMM result) moves those rows, not the whole buffer: (8, 64) read + 4 (8, 16) written."""
+    def fn(b, x):
+        rows = b.emit("slice", x, start=(8, 0), limit=(16, 64), stride=(1, 1))
+        blocks = [b.emit("slice", rows, start=(0, 16 * k), limit=(8, 16 * (k + 1)), stride=(1, 1))
+                  for k in range(4)]
+        return [b.exp(blk) for blk in blocks]
+    exe = compile_graph(build([((256, 64), "f32")], fn, "prof_slices"), profile=True)
+    x = rand(256, 64)
+    outs = exe(x)
+    for k, out in enumerate(outs):  # the compiled result itself, against numpy
+        np.testing.assert_allclose(out, np.exp(x[8:16, 16 * k:16 * (k + 1)]), rtol=1e-6)
+    kernel_rows = [line for line in exe.profile().splitlines()[2:] if " kernel " in line]
+    moved = sum(float(row.split()[4]) for row in kernel_rows)
+    assert abs(moved - 2 * 8 * 64 * 4 / 2**20) < 0.006 * len(kernel_rows)
+
+
 def test_profile_env_prints_table_at_exit(tmp_path):
     """KERNELFLOW_PROFILE=1 alone (no code change) prints the table of every executable that ran."""
     import subprocess

@@ -278,6 +278,39 @@ def param_bases(kernel: Kernel) -> list[int]:
     return [max(0, low or 0) for low in lowest]
 
 
+def touched_elements(kernel: Kernel) -> list[int]:
+    """Per param, about how many of its elements the kernel touches, for the profile's bytes column:
+    the distinct accesses' counts (an access that varies along some dims of the domain touches the
+    product of their extents) summed, capped by the span from the lowest to the highest index and by
+    the buffer's size. A kernel that reads one timestep's rows of a merged GEMM result counts those
+    rows, not the whole result."""
+    domain = tuple(kernel.outer) + tuple(kernel.inner)
+    accesses: list[set] = [set() for _ in kernel.params]
+    for e in kernel.exprs:
+        if e.kind == "load":
+            accesses[e.buffer].add(e.offset)
+    for st in kernel.stores:
+        accesses[st.buffer].add(st.offset)
+    counts = []
+    for param, offsets in zip(kernel.params, accesses):
+        if not offsets:
+            counts.append(0)
+            continue
+        total = 0
+        low, high = None, None
+        for a in offsets:
+            n = 1
+            for c, d in zip(a.coeffs, domain):
+                n *= d if c else 1
+            total += n
+            lo = lowest_index(a, domain)
+            hi = a.const + sum(max(0, c * (d - 1)) for c, d in zip(a.coeffs, domain))
+            low = lo if low is None else min(low, lo)
+            high = hi if high is None else max(high, hi)
+        counts.append(min(total, high - low + 1, param.size))
+    return counts
+
+
 def row_deps(kernel: Kernel, roots) -> list[int]:
     """Row-level exprs that the element-level exprs of ``roots`` need (each backend hoists them out of
     its inner loop), in dependency order."""

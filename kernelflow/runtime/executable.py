@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..codegen.kernel import Kernel, build_kernel, in_place_ok
+from ..codegen.kernel import Kernel, build_kernel, in_place_ok, touched_elements
 from ..codegen.numba.module import module_source
 from ..ir import primitive
 from ..ir.graph import Graph
@@ -261,13 +261,15 @@ class Executable:
         return self._step_kernels
 
     def step_bytes(self, i: int) -> int:
-        """Minimum bytes step ``i`` moves: every buffer it reads once plus every buffer it writes
-        (views and constants move nothing; literals inlined in a kernel are not buffers)."""
+        """Minimum bytes step ``i`` moves: every element it reads once plus every element it writes
+        (a kernel that reads a slice of a buffer counts the slice; views and constants move nothing;
+        literals inlined in a kernel are not buffers)."""
         step = self.plan.steps[i]
         if step.kind in ("view", "constant"):
             return 0
         if i in self._step_kernels:
-            return sum(p.size * p.dtype.itemsize for p in self._step_kernels[i].params)
+            kernel = self._step_kernels[i]
+            return sum(n * p.dtype.itemsize for n, p in zip(touched_elements(kernel), kernel.params))
         inside = {v for n in step.nodes for v in n.outputs}
         reads = {v for n in step.nodes for v in n.inputs if v not in inside}
         return sum(v.type.size * v.dtype.itemsize for v in reads | inside)
