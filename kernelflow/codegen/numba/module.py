@@ -13,6 +13,8 @@ The module looks like::
 
     def make_run(S):                 # S: the executable's state (pool buffers, constants, callables)
         f3 = S["f3"]                 # a pool slot, viewed as %3's dtype, flat
+        f5 = f3[64:128]              # %5, placed inside the slot of %3 = concatenate(..., %5, ...)
+        v5 = f5.reshape((1, 64))
         def run(a0, a1):             # one Python function executes the schedule
             if a0.__class__ is not _nd or a0.dtype is not _t0 or a0.shape != (64, 128): a0 = _coerce(0, a0)
             ...
@@ -72,6 +74,8 @@ class _Driver:
         self.bound: set[str] = set()
         self.have_nd: set = set()
         self.have_flat: set = set()
+        # make_run lines after the bindings: views of pool slots at an offset (placed concat pieces)
+        self.derived: list[str] = []
         # kernel name -> (name of the kernel that runs it, per param of that one: the index of this
         # kernel's argument, or (size, dtype, base) of a scratch output): see ``_embed``
         self.callees: dict[str, tuple[str, list]] = {}
@@ -108,14 +112,36 @@ class _Driver:
         return self.bind(f"_fresh{self.n(v)}", "recycle", (v.type.size, v.dtype))
 
     def storage_binding(self, v):
-        """Pool slot values are bound once, in make_run."""
+        """Pool slot values are bound once, in make_run; a value placed inside a concatenate's slot
+        is a slice of that concatenate's flat buffer, made there too."""
         n = self.n(v)
         kind = self.memory.storage.get(v)
-        if kind == "slot":
+        if kind != "slot":
+            return
+        if v in self.memory.placed:
+            root = self.memory.root_of[v]
+            r = self.n(root)
+            self.bind(f"f{r}", "slot", (self.memory.slot_of[root], root.dtype, root.type.size))
+            if f"f{n}" not in self.bound:
+                self.bound.add(f"f{n}")
+                start = self.memory.offset_of[v]
+                self.derived.append(f"f{n} = f{r}[{start}:{start + v.type.size}]")
+                self.derived.append(f"v{n} = f{n}.reshape({tuple(v.shape)!r})")
+        else:
             self.bind(f"f{n}", "slot", (self.memory.slot_of[v], v.dtype, v.type.size))
             self.bind(f"v{n}", "slot_nd", (self.memory.slot_of[v], v.dtype, v.shape))
-            self.have_flat.add(v)
-            self.have_nd.add(v)
+        self.have_flat.add(v)
+        self.have_nd.add(v)
+
+    def slot_nd(self, v, name: str, shape) -> str:
+        """A shaped view, bound in make_run, of the slot of ``v`` (a 'slot' value) as ``shape``."""
+        if v in self.memory.placed:
+            if name not in self.bound:
+                self.storage_binding(v)
+                self.bound.add(name)
+                self.derived.append(f"{name} = f{self.n(v)}.reshape({tuple(shape)!r})")
+            return name
+        return self.bind(name, "slot_nd", (self.memory.slot_of[v], v.dtype, tuple(shape)))
 
     # -- steps --------------------------------------------------------------------------------
     def step(self, i: int, step: Step, kernel: Kernel | None, users, graph_outputs):
@@ -160,6 +186,8 @@ class _Driver:
             self.dot(step.nodes[0], outs[0])
         elif step.kind in ("library", "numpy") and window_kernel_op(step.nodes[0]):
             self.window(i, step.nodes[0], outs[0])
+        elif step.kind == "numpy" and step.nodes[0].op == "concatenate":
+            self.concatenate(step.nodes[0], outs[0])
         elif step.kind == "view":
             for node in step.nodes:
                 out = node.outputs[0]
@@ -187,6 +215,28 @@ class _Driver:
             self.have_nd.add(out)
         args = ", ".join(self.contiguous_nd(x) for x in node.inputs)
         self.emit(f"{run}({args}, v{o}, {scratch}, {i}, **{attrs})")
+
+    def concatenate(self, node, out):
+        """Into ``out``'s buffer (a pool slot, or the caller's fresh array). Pieces the memory plan
+        placed inside that buffer are there already (their producers wrote them); the others are
+        copied into their ranges."""
+        o = self.n(out)
+        if self.memory.storage[out] != "slot":
+            self.emit(f"v{o} = {self.fresh(out)}().reshape({tuple(out.shape)!r})")
+            self.have_nd.add(out)
+        axis = node.attrs["axis"]
+        there = [self.memory.placed.get(x, (None,))[0] is out for x in node.inputs]
+        if not any(there):
+            pieces = "".join(f"{self.nd(x)}, " for x in node.inputs)
+            self.emit(f"np.concatenate(({pieces}), axis={axis}, out=v{o})")
+            return
+        self.emit(f"# {sum(there)} of {len(there)} pieces written in place by their producers")
+        at = 0
+        for x, done in zip(node.inputs, there):
+            if not done:
+                index = ":, " * axis + f"{at}:{at + x.shape[axis]}"
+                self.emit(f"v{o}[{index}] = {self.nd(x)}")
+            at += x.shape[axis]
 
     def contiguous_nd(self, v) -> str:
         """The N-d array of ``v``, C-contiguous (views of non-contiguous layouts are copied)."""
@@ -236,7 +286,7 @@ class _Driver:
         o = self.n(out)
         out_shape = (b, m, n) if lb else (m, n)
         if self.memory.storage[out] == "slot":
-            target = self.bind(f"m{o}", "slot_nd", (self.memory.slot_of[out], out.dtype, out_shape))
+            target = self.slot_nd(out, f"m{o}", out_shape)
         else:
             self.emit(f"v{o} = {self.fresh(out)}().reshape({tuple(out.shape)!r})")
             self.have_nd.add(out)
@@ -420,6 +470,7 @@ def module_source(plan: FusionPlan, kernels: dict[int, Kernel], memory: MemoryPl
             "    _as_tuple = S['_as_tuple']"]
     for bnd in d.bindings:
         make.append(f"    {bnd.name} = S[{bnd.name!r}]")
+    make.extend(f"    {line}" for line in d.derived)
     make.append(f"    def run({', '.join(inputs)}):")
     make.extend(d.lines)
     make.append("    return run")
