@@ -50,6 +50,7 @@ a buffer; the runtime's memory plan checks the peak against the unfused graph an
 """
 from __future__ import annotations
 
+import functools
 import heapq
 from dataclasses import dataclass, field
 from typing import Iterable, NamedTuple
@@ -109,6 +110,11 @@ class Flat:
     offset: Affine
 
 
+# The map arithmetic below is pure and its arguments are tuples: fusion re-analyses a group each time it
+# grows by a node, computing the same maps again and again (W7: ~35000 flat offsets, most of them repeats).
+_memoized = functools.lru_cache(maxsize=1 << 15)
+
+
 def flat_offset(m, shape, n: int) -> Affine:
     return m.offset if isinstance(m, Flat) else to_flat(m, shape, n)
 
@@ -133,6 +139,7 @@ def row_strides(shape) -> list[int]:
     return strides
 
 
+@_memoized
 def normalize(m, shape, domain) -> IndexMap:
     """Canonical form: size-1 dims of the value read index 0; size-1 domain dims have coefficient 0."""
     n = len(domain)
@@ -145,6 +152,7 @@ def normalize(m, shape, domain) -> IndexMap:
     return tuple(out)
 
 
+@_memoized
 def to_flat(m: IndexMap, shape, n: int) -> Affine:
     """The row-major flat offset of the element the map addresses."""
     const, coeffs = 0, [0] * n
@@ -156,6 +164,7 @@ def to_flat(m: IndexMap, shape, n: int) -> Affine:
     return Affine(const, tuple(coeffs))
 
 
+@_memoized
 def from_flat(flat: Affine, shape, domain) -> IndexMap:
     """Split a flat offset into per-dim affine indices of ``shape``, or raise NotFusable."""
     n = len(domain)
@@ -241,7 +250,7 @@ def classify(node: Node, kernel_dtypes=KERNEL_DTYPES) -> tuple[str, str]:
 
 
 # -- group analysis -----------------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class Record:
     """One value of a kernel evaluated at one index map (the expression DAG of a kernel).
 
@@ -350,7 +359,9 @@ def analyze_group(nodes: list[Node], users: dict, graph_outputs: set, names=None
                                  f"{name(v)} {v.type}")
 
     n_outer = len(outer)
-    inner_dims = range(n_outer, n)
+
+    def moves_inner(a: Affine) -> bool:  # as ``a.uses(range(n_outer, n))``: moves with the reduced dims?
+        return any(a[1][n_outer:])
     domain_size = 1
     for d in domain:
         domain_size *= d
@@ -369,7 +380,7 @@ def analyze_group(nodes: list[Node], users: dict, graph_outputs: set, names=None
             offset = flat_offset(m, v.shape, n)
             if v not in inputs:
                 inputs.append(v)
-            records[key] = Record(key, "load", v, node, offset=offset, inner=offset.uses(inner_dims))
+            records[key] = Record(key, "load", v, node, offset=offset, inner=moves_inner(offset))
             return key
         if node.op in VIEW_OPS:
             inner_key = visit(node.inputs[0], input_map(node, m, domain))
@@ -377,7 +388,7 @@ def analyze_group(nodes: list[Node], users: dict, graph_outputs: set, names=None
             return inner_key
         if node.op in INDEX_SOURCES:
             a = per_dim(m, v.shape, domain)[node.attrs["dimension"]]
-            records[key] = Record(key, "index", v, node, offset=a, inner=a.uses(inner_dims))
+            records[key] = Record(key, "index", v, node, offset=a, inner=moves_inner(a))
             return key
         if node.op in REDUCE_KINDS:
             m = per_dim(m, v.shape, domain)
@@ -387,7 +398,7 @@ def analyze_group(nodes: list[Node], users: dict, graph_outputs: set, names=None
                 records[key] = Record(key, "op", v, node, args=(arg,), inner=records[arg].inner)
                 return key
             x_shape = node.inputs[0].shape
-            if any(a.uses(inner_dims) for a in m):
+            if any(moves_inner(a) for a in m):
                 raise NotFusable(f"{node.op} {name(v)} is read per element of the row it reduces")
             if tuple(x_shape[a] for a in axes) != inner:
                 raise NotFusable(f"{node.op} {name(v)} reduces dims {[x_shape[a] for a in axes]} but the "
@@ -412,7 +423,7 @@ def analyze_group(nodes: list[Node], users: dict, graph_outputs: set, names=None
     for v, m in roots:
         key = visit(v, m)
         offset = flat_offset(m, v.shape, n)
-        is_inner = offset.uses(inner_dims)
+        is_inner = moves_inner(offset)
         if is_inner and domain[-1] > 1 and abs(offset.coeffs[-1]) != 1:
             raise NotFusable(f"output {name(v)} would be written with stride {offset.coeffs[-1]} "
                              f"(its reduction runs over a non-innermost dim)")
@@ -508,6 +519,10 @@ class _Groups:
         # and the values its nodes define
         self.reads = {i: {v for v in n.inputs if not _is_literal(v)} for i, n in enumerate(graph.nodes)}
         self.defines = {i: set(n.outputs) for i, n in enumerate(graph.nodes)}
+        # per group: a stamp no other group content ever had (a merged group gets a new one), so a
+        # pair of stamps names a pair of exact node sets: what ``fuse`` remembers failed merges by
+        self.stamp = {i: i for i in range(len(graph.nodes))}
+        self._next_stamp = len(graph.nodes)
         for i, n in enumerate(graph.nodes):  # topological order: producers first
             for v in n.inputs:
                 if v.producer is not None:
@@ -527,22 +542,46 @@ class _Groups:
         """Would merging groups a and b create a cycle, i.e. a path a -> other group(s) -> b or back?
 
         The search runs over groups, not nodes: a path may enter a group at one node and leave it from
-        another that does not depend on the first (siblings merged into one kernel)."""
-        low, high = (a, b) if self.level[a] <= self.level[b] else (b, a)
+        another that does not depend on the first (siblings merged into one kernel). It grows the groups
+        reachable from the lower one and the groups reaching the higher one, the smaller side first, and
+        stops when they meet: in an unrolled loop the lower group alone reaches thousands of groups
+        before the path to the higher one (a one-sided search took most of fusion's time)."""
         level = self.level
-        top = level[high]
-        if level[low] == top:
+        low, high = (a, b) if level[a] <= level[b] else (b, a)
+        bottom, top = level[low], level[high]
+        if bottom == top:
             return False  # no path either way between groups of one level
-        stack = [s for s in self.succ[low] if s != high and level[s] < top]
-        seen = set(stack)
-        while stack:
-            g = stack.pop()
-            for s in self.succ[g]:
-                if s == high:
-                    return True
-                if s not in seen and s != low and level[s] < top:
-                    seen.add(s)
-                    stack.append(s)
+        succ, pred = self.succ, self.pred
+        # a path's middle groups have levels strictly between the two: that bounds both searches
+        forward = {s for s in succ[low] if level[s] < top}
+        if not forward:
+            return False
+        backward = {p for p in pred[high] if level[p] > bottom}
+        if not backward:
+            return False
+        if not forward.isdisjoint(backward):
+            return True
+        forward_edge, backward_edge = list(forward), list(backward)
+        while forward_edge and backward_edge:
+            grown = []
+            if len(forward_edge) <= len(backward_edge):
+                for g in forward_edge:
+                    for s in succ[g]:
+                        if s not in forward and level[s] < top:
+                            if s in backward:
+                                return True
+                            forward.add(s)
+                            grown.append(s)
+                forward_edge = grown
+            else:
+                for g in backward_edge:
+                    for p in pred[g]:
+                        if p not in backward and level[p] > bottom:
+                            if p in forward:
+                                return True
+                            backward.add(p)
+                            grown.append(p)
+                backward_edge = grown
         return False
 
     def merge(self, a: int, b: int) -> int:
@@ -554,6 +593,9 @@ class _Groups:
             self.group[n] = keep
         self.members[keep] = list(heapq.merge(self.members[keep], self.members.pop(gone), key=self.pos.get))
         self.level[keep] = max(self.level[keep], self.level.pop(gone))
+        del self.stamp[gone]
+        self.stamp[keep] = self._next_stamp
+        self._next_stamp += 1
         succ_gone, pred_gone = self.succ.pop(gone), self.pred.pop(gone)
         for p in pred_gone:
             self.succ[p].discard(gone)
@@ -643,6 +685,9 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
 
     # groups whose current nodes passed analyze_group -> whether no index map in them is Flat
     analyzed: dict[int, bool] = {}
+    # the analysis of each group as it stands after a merge that ran one, by the group's stamp: the kernel
+    # steps at the end reuse it when no merge changed the group since
+    analysis_of: dict[int, GroupAnalysis] = {}
 
     def cannot_fail(a: int, b: int) -> bool | None:
         """Whether merging groups a and b is fusible without analysing the merged group (None: unknown;
@@ -684,13 +729,28 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
             return flat_free
         return None
 
+    # Failed merges, by the stamps of the two groups (see _Groups.stamp), so that the repeated rounds of
+    # step 1 do not search or analyse them again while neither group changes. A cycle between a and b
+    # stays while neither changes (merging other groups only shortens or joins the paths between them;
+    # only absorbing a path's middle into a or b removes it); an analysis' verdict depends on the two
+    # node sets only. A merge that did NOT create a cycle is checked again: merging other groups can
+    # close a path between a and b.
+    cycle_between: set = set()
+    not_fusable: dict = {}
+
     def try_merge(a: int, b: int, pair, why: str) -> bool:
         if groups.merged_reads(a, b) > MAX_KERNEL_INPUTS:
             outcome[pair] = (False, f"not fused: {why}: the kernel would read more than "
                                     f"{MAX_KERNEL_INPUTS} buffers (compile time)")
             return False
-        if groups.creates_cycle(a, b):
+        sa, sb = groups.stamp[a], groups.stamp[b]
+        stamps = (sa, sb) if sa < sb else (sb, sa)
+        if stamps in cycle_between or groups.creates_cycle(a, b):
+            cycle_between.add(stamps)
             outcome[pair] = (False, f"not fused: {why}: it would create a cycle between kernels")
+            return False
+        if stamps in not_fusable:
+            outcome[pair] = (False, f"not fused: {why}: {not_fusable[stamps]}")
             return False
         flat_free = cannot_fail(a, b)
         if flat_free is None:
@@ -698,12 +758,18 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
             try:
                 analysis = analyze_group(nodes, users, graph_outputs, nm)
             except NotFusable as e:
+                not_fusable[stamps] = e
                 outcome[pair] = (False, f"not fused: {why}: {e}")
                 return False
             flat_free = not any(isinstance(m, Flat) for _, m in analysis.records)
+        else:
+            analysis = None
         analyzed.pop(a, None)
         analyzed.pop(b, None)
-        analyzed[groups.merge(a, b)] = flat_free
+        merged = groups.merge(a, b)
+        analyzed[merged] = flat_free
+        if analysis is not None:
+            analysis_of[groups.stamp[merged]] = analysis
         outcome[pair] = (True, f"fused: {why}")
         return True
 
@@ -792,7 +858,7 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
                 u not in fusible for v in outs for u in users.get(v, ())):
             steps.append(Step("view", ns, reason="movement read only by library/numpy steps: a numpy view"))
             continue
-        analysis = analyze_group(ns, users, graph_outputs, nm)
+        analysis = analysis_of.get(groups.stamp[k]) or analyze_group(ns, users, graph_outputs, nm)
         ops = ", ".join(f"{n.op} {nm(n.outputs[0])}" for n in ns)
         steps.append(Step("kernel", ns, analysis,
                           reason=f"{analysis.kind} kernel over domain {list(analysis.outer)}"
