@@ -7,7 +7,15 @@ from ..ir.graph import Graph
 from .rewrite import rebuild
 
 
+_INTS = object()  # tags the key of a tuple of plain ints (no other key holds this object)
+
+
 def _attr_key(v):
+    t = type(v)
+    if t is int or t is str or t is float:  # as the last line below, without the isinstance tests
+        return (t.__name__, v)
+    if t is tuple and all(type(x) is int for x in v):  # shapes, axes: the common case
+        return (_INTS, v)
     if isinstance(v, np.ndarray):
         return ("array", v.dtype.str, v.shape, v.tobytes())
     if isinstance(v, tuple):
@@ -20,8 +28,9 @@ def eliminate_common_subexpressions(graph: Graph, changes: dict | None = None) -
     seen = {}
 
     def rule(b, node, ins):
-        key = (node.op, tuple(id(v) for v in ins),
-               tuple((k, _attr_key(node.attrs[k])) for k in sorted(node.attrs)))
+        attrs = node.attrs
+        key = (node.op, tuple(map(id, ins)),
+               tuple([(k, _attr_key(attrs[k])) for k in sorted(attrs)]) if attrs else ())
         if key in seen:
             if changes is not None:
                 changes["rewrites"] = changes.get("rewrites", 0) + 1

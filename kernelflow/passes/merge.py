@@ -224,13 +224,14 @@ def _sibling_groups(graph: Graph) -> list[list[Node]]:
     for node in graph.nodes:
         for key in _sibling_keys(node):
             by_key[key].append(node)
+    levels_of = _LevelCounter(graph)
     key_of: dict[Node, tuple] = {}
     for key, members in sorted(by_key.items(), key=lambda kv: -len(kv[1]))[:MAX_SIBLING_KEYS]:
         if len(members) < 2:
             break
         # First each key alone: a chain (h_t @ wh of an RNN) has one member per level and drops out
         # here, before its levels could separate the members of other keys.
-        alone = _levels(graph, {n for n in members if n not in key_of})
+        alone = levels_of({n for n in members if n not in key_of})
         per_level = defaultdict(list)
         for n, lv in alone.items():
             per_level[lv].append(n)
@@ -239,7 +240,7 @@ def _sibling_groups(graph: Graph) -> list[list[Node]]:
                 for n in level_members:
                     key_of[n] = key
     while True:  # then all keys together, so that no two merged groups form a cycle
-        levels = _levels(graph, key_of)
+        levels = levels_of(key_of)
         groups: dict[tuple, list[Node]] = defaultdict(list)
         for n, key in key_of.items():
             groups[(key, levels[n])].append(n)
@@ -252,18 +253,41 @@ def _sibling_groups(graph: Graph) -> list[list[Node]]:
     return [sorted(g, key=position.__getitem__) for g in groups.values()]
 
 
-def _levels(graph: Graph, candidates) -> dict[Node, int]:
-    """For each candidate: the largest number of candidates on a path from the inputs to it."""
-    level: dict[Value, int] = {}
-    out: dict[Node, int] = {}
-    for n in graph.nodes:
-        lv = max((level.get(v, 0) for v in n.inputs), default=0)
-        if n in candidates:
-            out[n] = lv
-            lv += 1
-        for v in n.outputs:
-            level[v] = lv
-    return out
+class _LevelCounter:
+    """``levels(candidates)``: for each candidate node, the largest number of candidates on a path from
+    the inputs to it. ``_sibling_groups`` asks once per shared operand (up to MAX_SIBLING_KEYS times), so
+    the graph's wiring is turned into lists of node positions once: each count is then a walk over
+    small int lists instead of dict look-ups by Value."""
+
+    def __init__(self, graph: Graph):
+        self.nodes = graph.nodes
+        position = {n: i for i, n in enumerate(graph.nodes)}
+        # per node: the positions of the nodes it reads (graph inputs carry no count: level 0)
+        self.producers = [tuple({position[v.producer] for v in n.inputs if v.producer is not None})
+                          for n in graph.nodes]
+        self.position = position
+
+    def __call__(self, candidates) -> dict[Node, int]:
+        position = self.position
+        marked = sorted(position[n] for n in candidates)
+        if not marked:
+            return {}
+        # level of a node's values = the largest level among its operands, plus one past a candidate;
+        # nodes before the first candidate are all at 0 and are skipped
+        is_candidate = set(marked)
+        after = [0] * len(self.nodes)  # the level of each node's outputs
+        out: dict[Node, int] = {}
+        nodes, producers = self.nodes, self.producers
+        for i in range(marked[0], len(nodes)):
+            lv = 0
+            for j in producers[i]:
+                if after[j] > lv:
+                    lv = after[j]
+            if i in is_candidate:
+                out[nodes[i]] = lv
+                lv += 1
+            after[i] = lv
+        return out
 
 
 def _order_with_groups_together(graph: Graph, groups: list[list[Node]]) -> list[Node]:

@@ -21,19 +21,29 @@ def rebuild(graph: Graph, rule: Rule, env: dict[Value, Value] | None = None) -> 
     b = GraphBuilder(graph.name)
     env = {} if env is None else env
     env.update({v: b.add_input(v.type) for v in graph.inputs})
+    copy_node = b.copy_node
     for node in graph.nodes:
         ins = [env[v] for v in node.inputs]
-        with b.at(node.loc):
-            replacement = rule(b, node, ins) if len(node.outputs) == 1 else None
+        outputs = node.outputs
+        # as ``with b.at(node.loc)`` (b.loc is None between nodes), without a context manager per node:
+        # a rebuild copies every node of the graph, and the pipeline rebuilds it a dozen times
+        b.loc = node.loc
+        try:
+            replacement = rule(b, node, ins) if len(outputs) == 1 else None
             if replacement is not None:
-                if replacement.type != node.outputs[0].type:
+                if replacement.type != outputs[0].type:
                     raise AssertionError(f"rewrite of {node.op} changed its type "
-                                         f"{node.outputs[0].type} -> {replacement.type}")
-                env[node.outputs[0]] = replacement
+                                         f"{outputs[0].type} -> {replacement.type}")
+                env[outputs[0]] = replacement
                 continue
             # Every operand keeps its type (a replacement must have the replaced value's type, checked
             # above), so the node's own output types stand: a copy, without re-running the shape rule.
-            new = b.copy_node(node, ins)
-        for old, nv in zip(node.outputs, new.outputs):
-            env[old] = nv
+            new = copy_node(node, ins)
+        finally:
+            b.loc = None
+        if len(outputs) == 1:
+            env[outputs[0]] = new.outputs[0]
+        else:
+            for old, nv in zip(outputs, new.outputs):
+                env[old] = nv
     return b.finish([env[v] for v in graph.outputs])
