@@ -107,8 +107,11 @@ def trace_graph(fn_of_leaves: Callable[[list[Tracer]], Any], in_types: Sequence[
     return TracedGraph(graph, out_tree, list(trace.captured), len(in_types))
 
 
-def inline_graph(trace: Trace, graph: Graph, inputs: Sequence) -> list[Tracer]:
-    """Copy ``graph``'s nodes into ``trace`` with ``inputs`` (tracers or arrays) bound to its inputs."""
+def inline_graph(trace: Trace, graph: Graph, inputs: Sequence, consume: bool = False) -> list[Tracer]:
+    """Copy ``graph``'s nodes into ``trace`` with ``inputs`` (tracers or arrays) bound to its inputs.
+
+    ``consume=True``: the caller made ``graph`` for this one use (a gradient graph), so its nodes move into
+    the trace, rewired to read ``inputs``, instead of being copied; ``graph`` is left without nodes."""
     if len(inputs) != len(graph.inputs):
         raise TypeError(f"graph {graph.name} takes {len(graph.inputs)} inputs, got {len(inputs)}")
     env = {}
@@ -118,6 +121,16 @@ def inline_graph(trace: Trace, graph: Graph, inputs: Sequence) -> list[Tracer]:
             raise ShapeError(f"input {i} of {graph.name}: expected {v.type}, got {val.type}")
         env[v] = val
     b = trace.builder
+    if consume:
+        nodes, loc, get = b.graph.nodes, b.loc, env.get
+        for node in graph.nodes:  # as copy_node would: its own location, else the builder's
+            node.inputs = tuple([get(v, v) for v in node.inputs])
+            if node.loc is None:
+                node.loc = loc
+            nodes.append(node)
+        outputs = [wrap(trace, get(v, v)) for v in graph.outputs]
+        graph.nodes = []
+        return outputs
     for node in graph.nodes:  # every operand has its original type (checked above for the inputs)
         new = b.copy_node(node, [env[v] for v in node.inputs])
         for old, fresh in zip(node.outputs, new.outputs):
@@ -125,11 +138,13 @@ def inline_graph(trace: Trace, graph: Graph, inputs: Sequence) -> list[Tracer]:
     return [wrap(trace, env[v]) for v in graph.outputs]
 
 
-def call_graph(graph: Graph, inputs: Sequence, run: Callable[[list[np.ndarray]], list[np.ndarray]]) -> list:
-    """Apply ``graph``: inline it when any input is traced, else ``run`` it on numpy arrays."""
+def call_graph(graph: Graph, inputs: Sequence, run: Callable[[list[np.ndarray]], list[np.ndarray]],
+               consume: bool = False) -> list:
+    """Apply ``graph``: inline it when any input is traced, else ``run`` it on numpy arrays.
+    ``consume``: see ``inline_graph``."""
     trace = top_trace(*inputs)
     if trace is not None:
-        return inline_graph(trace, graph, inputs)
+        return inline_graph(trace, graph, inputs, consume)
     arrays = [as_input_array(x, v.type) for x, v in zip(inputs, graph.inputs)]
     return run(arrays)
 

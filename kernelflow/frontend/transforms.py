@@ -24,8 +24,8 @@ def _vjp_graph(graph: Graph, wrt, seeds=None) -> Graph:
     return vjp_graph(graph, wrt, seeds) if seeds is not None else vjp_graph(graph, wrt)
 
 
-def _run(graph: Graph, inputs: Sequence) -> list:
-    return call_graph(graph, inputs, interpret_runner(graph))
+def _run(graph: Graph, inputs: Sequence, consume: bool = False) -> list:
+    return call_graph(graph, inputs, interpret_runner(graph), consume)
 
 
 def _param_names(f) -> list[str]:
@@ -137,7 +137,7 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
         wrt = [k for i in nums for k in flat.diff_inputs.get(i, [])]
         n_out = len(g.outputs)
         backward = _vjp_graph(g, wrt, [1.0] + [None] * (n_out - 1))
-        outs = _run(backward, list(flat.inputs) + list(traced.captured))
+        outs = _run(backward, list(flat.inputs) + list(traced.captured), consume=True)  # used once
         value_leaves, grad_leaves = outs[:n_out], outs[n_out:]
         value = unflatten(traced.out_tree, value_leaves)
         it = iter(grad_leaves)

@@ -24,7 +24,7 @@ def canonical_attr(v: Any) -> Any:
     t = type(v)
     if t in _PLAIN:  # already canonical (the common case: every attribute a pass copies)
         return v
-    if t is tuple and all(type(x) is int for x in v):
+    if t is tuple and all([type(x) is int for x in v]):
         return v
     if isinstance(v, (list, tuple)):
         return tuple(canonical_attr(x) for x in v)
@@ -76,13 +76,18 @@ class GraphBuilder:
 
     # -- emitting ----------------------------------------------------------------------------
     def emit_node(self, op: str, *inputs: Value, **attrs) -> Node:
-        prim = primitive.get(op)
-        for i, v in enumerate(inputs):
+        # the hot path of tracing and of every gradient rule: kept to plain loops and look-ups
+        prim = primitive._REGISTRY.get(op) or primitive.get(op)  # get() loads the registry, or raises
+        for v in inputs:
             if v.__class__ is not Value and not isinstance(v, Value):
+                i = next(j for j, x in enumerate(inputs) if x is v)
                 raise TypeError(f"{op}: operand {i} is {type(v).__name__}, not an IR Value")
-        attrs = {k: canonical_attr(v) for k, v in attrs.items()}
+        if attrs:
+            for k, v in attrs.items():
+                if type(v) not in _PLAIN:
+                    attrs[k] = canonical_attr(v)
         names = prim.attr_names
-        if len(attrs) != len(names) or any(a not in attrs for a in names):
+        if len(attrs) != len(names) or not all(map(attrs.__contains__, names)):
             raise TypeError(f"{op}: attributes {sorted(attrs)} do not match the expected "
                             f"{list(prim.attr_names)}")
         in_types = [v.type for v in inputs]
@@ -112,10 +117,11 @@ class GraphBuilder:
     def __getattr__(self, name: str):
         if name.startswith("_") or not primitive.is_primitive(name):
             raise AttributeError(name)
-        emit = self.emit
+        emit_node = self.emit_node
 
-        def emit_op(*inputs, **attrs):
-            return emit(name, *inputs, **attrs)
+        def emit_op(*inputs, **attrs):  # as ``self.emit(name, ...)``, one call shallower
+            outputs = emit_node(name, *inputs, **attrs).outputs
+            return outputs[0] if len(outputs) == 1 else outputs
         setattr(self, name, emit_op)  # found directly from now on (gradient rules call b.mul ... often)
         return emit_op
 

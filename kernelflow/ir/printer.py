@@ -67,9 +67,12 @@ def format_name(name: str) -> str:
 
 def print_graph(graph: Graph, annotate=None) -> str:
     """The canonical text of ``graph``. ``annotate(node) -> str`` may append a comment per node."""
+    # Compiling a graph prints it (the text keys the caches), so this loop is kept lean: the memo
+    # tables are keyed by what hashes in C (a type by its id, a location by its file and line), not by
+    # the dataclasses themselves (their hashes are Python functions).
     names: dict[Value, str] = {}
-    type_text: dict = {}  # TensorType -> its text (many values share a type)
-    loc_text: dict = {}   # SourceLoc -> ' loc("file":line)'
+    type_text: dict = {}  # id(TensorType) -> its text (many values share a type; the graph keeps it alive)
+    loc_text: dict = {}   # (file, line) -> ' loc("file":line)'
 
     def name(v: Value) -> str:
         try:
@@ -77,38 +80,51 @@ def print_graph(graph: Graph, annotate=None) -> str:
         except KeyError:
             raise ValueError(f"value {v!r} is used before it is defined (graph {graph.name})") from None
 
-    def typed(v: Value) -> str:
-        t = v.type
-        text = type_text.get(t)
-        if text is None:
-            text = type_text[t] = str(t)
-        return text
-
     def define(v: Value) -> str:
         label = names[v] = f"%{len(names)}"
-        return f"{label}: {typed(v)}"
+        t = v.type
+        text = type_text.get(id(t))
+        if text is None:
+            text = type_text[id(t)] = str(t)
+        return f"{label}: {text}"
+
+    def typed(v: Value) -> str:
+        t = v.type
+        text = type_text.get(id(t))
+        if text is None:
+            text = type_text[id(t)] = str(t)
+        return text
 
     params = ", ".join([define(v) for v in graph.inputs])
     results = ", ".join([typed(v) for v in graph.outputs])
     lines = [f"graph {format_name(graph.name)}({params}) -> ({results}) {{"]
+    append = lines.append
     for node in graph.nodes:
-        args = ", ".join([name(v) for v in node.inputs])
-        outs = ", ".join([define(v) for v in node.outputs])
+        try:
+            args = ", ".join([names[v] for v in node.inputs])
+        except KeyError:
+            args = ", ".join([name(v) for v in node.inputs])  # raises, naming the value
+        outputs = node.outputs
+        if len(outputs) == 1:
+            outs = define(outputs[0])
+        else:
+            outs = ", ".join([define(v) for v in outputs])
         text = f"  {outs} = {node.op}({args})"
         attrs = node.attrs
         if attrs:
             text += " {" + ", ".join([f"{k}={format_attr(attrs[k])}" for k in sorted(attrs)]) + "}"
         loc = node.loc
         if loc is not None:
-            where = loc_text.get(loc)
+            where_key = (loc.file, loc.line)
+            where = loc_text.get(where_key)
             if where is None:
-                where = loc_text[loc] = f" loc({json.dumps(loc.file)}:{loc.line})"
+                where = loc_text[where_key] = f" loc({json.dumps(loc.file)}:{loc.line})"
             text += where
         if annotate is not None:
             note = annotate(node)
             if note:
                 text += f"  # {note}"
-        lines.append(text)
+        append(text)
     lines.append("  return " + ", ".join([name(v) for v in graph.outputs]) if graph.outputs else "  return")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -28,6 +28,19 @@ class DType:
 
     __str__ = __repr__
 
+    # Tracing and the passes compare dtypes tens of thousands of times, nearly always a registry singleton
+    # with itself: identity first, then the fields (as the dataclass would compare them).
+    def __eq__(self, other):
+        if self is other:
+            return True
+        if other.__class__ is not DType:
+            return NotImplemented
+        return (self.name, self.numpy_name, self.kind, self.bits) == (
+            other.name, other.numpy_name, other.kind, other.bits)
+
+    def __hash__(self) -> int:
+        return hash(self.name)  # equal dtypes have equal names
+
     @property
     def is_float(self) -> bool:
         return self.kind == "float"
@@ -43,6 +56,9 @@ class DType:
     @property
     def np_dtype(self) -> np.dtype:
         """The numpy dtype; bfloat16 needs the optional ml_dtypes package."""
+        known = _NP_DTYPES.get(self.numpy_name)
+        if known is not None:
+            return known
         if self.name == "bf16":
             try:
                 import ml_dtypes  # noqa: PLC0415 - optional, only for bfloat16 on the CPU
@@ -68,6 +84,10 @@ bool_ = DType("bool", "bool", "bool", 8)
 ALL_DTYPES = (float16, bfloat16, float32, float64, int8, int32, int64, uint8, uint32, bool_)
 _BY_NAME = {d.name: d for d in ALL_DTYPES}
 _BY_NUMPY = {d.numpy_name: d for d in ALL_DTYPES}
+# numpy's dtype objects of the dtypes numpy has (bf16 has none without ml_dtypes), and what ``as_dtype``
+# found for each argument it was given (tracing asks for the same few, thousands of times)
+_NP_DTYPES = {d.numpy_name: np.dtype(d.numpy_name) for d in ALL_DTYPES if d.name != "bf16"}
+_AS_DTYPE: dict = {}
 
 
 def dtype_from_name(name: str) -> DType:
@@ -82,6 +102,10 @@ def as_dtype(x) -> DType:
     """Convert a DType, an IR name ('f32'), or anything numpy accepts as a dtype, to a DType."""
     if isinstance(x, DType):
         return x
+    try:
+        return _AS_DTYPE[x]
+    except (KeyError, TypeError):  # not seen yet, or unhashable
+        pass
     if isinstance(x, str) and x in _BY_NAME:
         return _BY_NAME[x]
     try:
@@ -92,7 +116,10 @@ def as_dtype(x) -> DType:
         raise DTypeError(
             f"dtype {name} is not supported by kernelflow; supported: "
             f"{', '.join(d.numpy_name for d in ALL_DTYPES)}")
-    return _BY_NUMPY[name]
+    found = _BY_NUMPY[name]
+    if isinstance(x, (np.dtype, type)) and len(_AS_DTYPE) < 256:  # numpy dtypes and scalar types only
+        _AS_DTYPE[x] = found
+    return found
 
 
 @dataclass(frozen=True)
@@ -105,7 +132,10 @@ class TensorType:
     def __post_init__(self):
         if not isinstance(self.dtype, DType):
             raise DTypeError(f"TensorType needs a DType, got {self.dtype!r}")
-        shape = tuple(self.shape)
+        shape = self.shape
+        if type(shape) is tuple and all([type(d) is int and d >= 0 for d in shape]):
+            return  # already canonical: the common case (shape rules pass tuples of ints)
+        shape = tuple(shape)
         for d in shape:
             if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 0:
                 raise ShapeError(f"a shape holds non-negative ints, got {shape!r}")

@@ -26,12 +26,12 @@ def _active_nodes(graph: Graph, wrt_values: set[Value], seeded: set[Value]) -> s
     """Nodes that depend on a wrt input AND feed a seeded output: only these need backward rules."""
     depends = set(wrt_values)
     for n in graph.nodes:
-        if any(v in depends for v in n.inputs):
+        if not depends.isdisjoint(n.inputs):
             depends.update(n.outputs)
     needed = {v for v in seeded}
     active = set()
     for n in reversed(graph.nodes):
-        if any(v in needed for v in n.outputs) and any(v in depends for v in n.inputs):
+        if not needed.isdisjoint(n.outputs) and not depends.isdisjoint(n.inputs):
             active.add(n)
             needed.update(n.inputs)
     return active
@@ -72,7 +72,7 @@ def vjp_graph(graph: Graph, wrt: Sequence[int], seeds: Sequence | None = None) -
     cts: dict[Value, Value] = {}  # new-graph value -> accumulated cotangent
 
     def accumulate(v: Value, ct: Value, why: str):
-        if ct.type != v.type:
+        if ct.type is not v.type and ct.type != v.type:
             raise AssertionError(f"gradient rule of {why} returned a {ct.type} cotangent for a {v.type} operand")
         cts[v] = b.add(cts[v], ct) if v in cts else ct
 
@@ -103,16 +103,22 @@ def vjp_graph(graph: Graph, wrt: Sequence[int], seeds: Sequence | None = None) -
             continue
         if prim.grad is None:
             raise GradientError(f"{n.op} has no gradient rule (traced at {n.loc})")
-        with b.at(n.loc):
+        # the rule's nodes and the sums of their results carry n's location (as ``with b.at(n.loc)``,
+        # without a context manager per node: there are thousands)
+        saved = b.loc
+        if n.loc is not None:
+            b.loc = n.loc
+        try:
             in_cts = prim.grad(b, g, new)
-        if len(in_cts) != len(new.inputs):
-            raise AssertionError(f"gradient rule of {n.op} returned {len(in_cts)} cotangents for "
-                                 f"{len(new.inputs)} operands")
-        for old_in, new_in, ct in zip(n.inputs, new.inputs, in_cts):
-            if ct is not None and new_in.dtype.is_float and (
-                    old_in in wrt_values or (old_in.producer is not None and old_in.producer in active)):
-                with b.at(n.loc):
+            if len(in_cts) != len(new.inputs):
+                raise AssertionError(f"gradient rule of {n.op} returned {len(in_cts)} cotangents for "
+                                     f"{len(new.inputs)} operands")
+            for old_in, new_in, ct in zip(n.inputs, new.inputs, in_cts):
+                if ct is not None and new_in.dtype.is_float and (
+                        old_in in wrt_values or (old_in.producer is not None and old_in.producer in active)):
                     accumulate(new_in, ct, n.op)
+        finally:
+            b.loc = saved
 
     grads = []
     for i in wrt:

@@ -12,7 +12,7 @@ def eliminate_dead_code(graph: Graph) -> Graph:
     live = set(graph.outputs)
     kept = []
     for node in reversed(graph.nodes):
-        if any(v in live for v in node.outputs):
+        if not live.isdisjoint(node.outputs):
             kept.append(node)
             live.update(node.inputs)
     kept.reverse()

@@ -20,6 +20,8 @@ MOVEMENT_CODEGEN = {"numba": "@movement", "triton": "@movement"}
 
 # -- attribute checks shared by the families that take shapes and axes ---------------------------
 def is_int(v) -> bool:
+    if type(v) is int:  # the common case, without the (slow) abstract-base-class check
+        return True
     return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
