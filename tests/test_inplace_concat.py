@@ -9,6 +9,9 @@ the pool, except a kernel's in-place pair and a piece inside the concatenate tha
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -279,44 +282,18 @@ def test_concatenates_of_other_dtypes_write_into_their_slot(dtype):
     assert all(exe.memory.storage[n.outputs[0]] == "slot" for n in exe.plan.graph.nodes if n.op == "concatenate")
 
 
-# -- an unrolled LSTM training step (W7's model at tiny sizes: merged GEMMs over concatenated pieces) ----
-def lstm_loss(p, xs, ys):
-    import kernelflow as kf
-    steps, batch, _ = xs.shape
-    hidden = p["wh"].shape[0]
-    h = np.zeros((batch, hidden), np.float32)
-    c = np.zeros((batch, hidden), np.float32)
-    total = 0.0
-    for t in range(steps):
-        a = xs[t] @ p["wx"] + h @ p["wh"] + p["b"]
-        i = kf.sigmoid(a[:, :hidden])
-        f = kf.sigmoid(a[:, hidden:2 * hidden])
-        g = np.tanh(a[:, 2 * hidden:3 * hidden])
-        o = kf.sigmoid(a[:, 3 * hidden:])
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        z = h @ p["wy"] + p["by"]
-        z = z - z.max(axis=-1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-        total = total - logp[np.arange(batch), ys[t]].sum()
-    return total / (steps * batch)
-
-
+# -- W7's training step at its quick sizes (merged GEMMs over concatenated per-step pieces) ------------
 def test_lstm_training_step_places_its_sequence_pieces_and_keeps_its_values():
     import kernelflow as kf
-    steps, batch, vocab, hidden = 5, 3, 7, 8
-    rng = np.random.default_rng(7)
-    params = {"wx": rng.standard_normal((vocab, 4 * hidden)).astype(np.float32) / 3,
-              "wh": rng.standard_normal((hidden, 4 * hidden)).astype(np.float32) / 3,
-              "b": rng.standard_normal(4 * hidden).astype(np.float32) / 10,
-              "wy": rng.standard_normal((hidden, vocab)).astype(np.float32) / 3,
-              "by": rng.standard_normal(vocab).astype(np.float32) / 10}
-    tokens = rng.integers(0, vocab, (steps + 1, batch))
-    xs, ys = np.eye(vocab, dtype=np.float32)[tokens[:-1]], tokens[1:]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for bench
+    from bench.workloads import lstm
+
+    data = lstm.make_data(True)
+    params, (xs, ys), lr = data["params"], data["args"], data["lr"]
 
     def step(params, xs, ys):
-        loss, grads = kf.value_and_grad(lstm_loss)(params, xs, ys)
-        return loss, {name: params[name] - 0.5 * grads[name] for name in params}
+        loss, grads = kf.value_and_grad(lstm.loss_numpy_style)(params, xs, ys)
+        return loss, {name: params[name] - lr * grads[name] for name in params}
 
     exe = kf.jit(step).lower(params, xs, ys).compile()
     flat = kf.tree_flatten((params, xs, ys))[0]
@@ -326,5 +303,6 @@ def test_lstm_training_step_places_its_sequence_pieces_and_keeps_its_values():
             np.testing.assert_allclose(got, w, rtol=1e-4, atol=1e-6)
     assert_no_live_overlap(exe)
     concats = {c for c, _ in exe.memory.placed.values()}
+    steps = xs.shape[0]
     assert any(len(placed_in(exe, c)) == steps for c in concats)  # a whole sequence written in place
     verify(exe.plan.graph)
