@@ -23,14 +23,31 @@ def _attr_key(v):
     return (type(v).__name__, v)
 
 
+def _node_key(node, ins) -> tuple:
+    """What makes two nodes twins: op, operands (``ins``, by identity) and attributes."""
+    attrs = node.attrs
+    return (node.op, tuple(map(id, ins)),
+            tuple([(k, _attr_key(attrs[k])) for k in sorted(attrs)]) if attrs else ())
+
+
+def has_twins(graph: Graph) -> bool:
+    """Whether ``eliminate_common_subexpressions`` would merge any node of ``graph`` (without copying it)."""
+    seen = set()
+    for node in graph.nodes:
+        if len(node.outputs) == 1:  # as rebuild: only single-output nodes go through the rule
+            key = _node_key(node, node.inputs)
+            if key in seen:
+                return True
+            seen.add(key)
+    return False
+
+
 def eliminate_common_subexpressions(graph: Graph, changes: dict | None = None) -> Graph:
     """With ``changes``, adds the number of nodes merged into an earlier twin to ``changes["rewrites"]``."""
     seen = {}
 
     def rule(b, node, ins):
-        attrs = node.attrs
-        key = (node.op, tuple(map(id, ins)),
-               tuple([(k, _attr_key(attrs[k])) for k in sorted(attrs)]) if attrs else ())
+        key = _node_key(node, ins)
         if key in seen:
             if changes is not None:
                 changes["rewrites"] = changes.get("rewrites", 0) + 1

@@ -10,10 +10,10 @@ from typing import Callable, Sequence
 
 from ..ir.graph import Graph
 from ..ir.verify import verify
-from .cse import eliminate_common_subexpressions
+from .cse import eliminate_common_subexpressions, has_twins
 from .dce import eliminate_dead_code
 from .merge import merge_small_operations
-from .simplify import simplify
+from .simplify import simplify, would_simplify
 
 Pass = Callable[[Graph], Graph]
 MAX_ROUNDS = 8
@@ -21,8 +21,15 @@ MAX_ROUNDS = 8
 
 def simplify_to_fixed_point(graph: Graph) -> Graph:
     """Simplify + CSE + DCE until a round changes nothing: no rule fired, no twin merged, no node died
-    (then the graph is the previous one, copied; counting is cheaper than comparing printed graphs)."""
-    for _ in range(MAX_ROUNDS):
+    (then the graph is the previous one, copied; counting is cheaper than comparing printed graphs).
+
+    Before each round after the first, the graph is checked without copying it: when no rule would fire
+    and no two nodes are twins, the round would return a copy of it (it is dead-code free already), so
+    it is the result. The check costs the rules and the keys only, and replaces the last round, which
+    otherwise rebuilt the whole graph twice to find that nothing changes."""
+    for round_ in range(MAX_ROUNDS):
+        if round_ and not would_simplify(graph) and not has_twins(graph):
+            break
         changes = {"rewrites": 0}
         before = len(graph.nodes)
         graph = eliminate_dead_code(eliminate_common_subexpressions(simplify(graph, changes), changes))

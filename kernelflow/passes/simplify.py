@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import primitive
+from ..ir.builder import GraphBuilder
 from ..ir.graph import Graph, Value
 from .rewrite import rebuild
 
@@ -129,12 +130,30 @@ def _rule(b, node, ins, single_use=frozenset()):  # noqa: C901 - a flat table of
     return None
 
 
+def _single_use(graph: Graph) -> frozenset:
+    users = graph.users()
+    outputs = set(graph.outputs)
+    return frozenset(v for v, us in users.items() if len(us) == 1 and v not in outputs)
+
+
+def would_simplify(graph: Graph) -> bool:
+    """Whether ``simplify`` would rewrite any node of ``graph``: the same rules on the same operands (a
+    sweep that rewrites nothing hands each rule a copy of them), without copying the graph. A rule that
+    fires may emit nodes: they go to a scratch builder."""
+    single_use = _single_use(graph)
+    scratch = GraphBuilder(graph.name)
+    for node in graph.nodes:
+        if len(node.outputs) == 1:  # as rebuild: only single-output nodes go through the rules
+            scratch.loc = node.loc
+            if _rule(scratch, node, list(node.inputs), single_use) is not None:
+                return True
+    return False
+
+
 def simplify(graph: Graph, changes: dict | None = None) -> Graph:
     """One sweep of the rules; run it with DCE to a fixed point (see pipeline.py). With ``changes``, adds
     the number of rewritten nodes to ``changes["rewrites"]``."""
-    users = graph.users()
-    outputs = set(graph.outputs)
-    single_use = frozenset(v for v, us in users.items() if len(us) == 1 and v not in outputs)
+    single_use = _single_use(graph)
     if changes is None:
         return rebuild(graph, lambda b, node, ins: _rule(b, node, ins, single_use))
 
