@@ -253,6 +253,22 @@ def test_profile_bytes_of_a_kernel_reading_slices_count_the_slices():
     assert abs(moved - 2 * 8 * 64 * 4 / 2**20) < 0.006 * len(kernel_rows)
 
 
+def test_profile_bytes_of_a_concatenate_count_only_the_pieces_it_copies():
+    """Pieces written in place by their producers (kernel outputs) move nothing in the concatenate's
+    step; a graph input is copied: read and written once, (4, 8) f32 = 128 bytes each way."""
+    def fn(b, x, y):
+        return [b.mul(b.concatenate(b.tanh(x), b.exp(y), x, axis=0), b.concatenate(x, y, x, axis=0))]
+    exe = compile_graph(build([((4, 8), "f32"), ((4, 8), "f32")], fn, "prof_concat"), profile=True)
+    x, y = rand(4, 8), rand(4, 8, seed=1)
+    (out,) = exe(x, y)
+    np.testing.assert_allclose(out, np.concatenate([np.tanh(x), np.exp(y), x]) * np.concatenate([x, y, x]),
+                               rtol=1e-6)
+    steps = [i for i, s in enumerate(exe.plan.steps) if s.nodes[0].op == "concatenate"]
+    assert len(exe.memory.placed) == 2  # tanh(x) and exp(y)
+    # first: only x is copied (128 bytes read, 128 written); second: x, y, x all copied
+    assert sorted(exe.step_bytes(i) for i in steps) == [2 * 128, 3 * 2 * 128]
+
+
 def test_profile_env_prints_table_at_exit(tmp_path):
     """KERNELFLOW_PROFILE=1 alone (no code change) prints the table of every executable that ran."""
     import subprocess

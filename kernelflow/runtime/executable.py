@@ -272,6 +272,10 @@ class Executable:
             return sum(n * p.dtype.itemsize for n, p in zip(touched_elements(kernel), kernel.params))
         inside = {v for n in step.nodes for v in n.outputs}
         reads = {v for n in step.nodes for v in n.inputs if v not in inside}
+        if step.nodes[0].op == "concatenate":  # pieces written in place by their producers move nothing here
+            out, placed = step.nodes[0].outputs[0], self.memory.placed
+            copied = [v for v in step.nodes[0].inputs if placed.get(v, (None,))[0] is not out]
+            return 2 * sum(v.type.size * v.dtype.itemsize for v in copied)
         return sum(v.type.size * v.dtype.itemsize for v in reads | inside)
 
     def profile(self) -> str:
