@@ -6,6 +6,7 @@ import os
 import threading
 import weakref
 
+
 import numpy as np
 import pytest
 
@@ -283,6 +284,39 @@ def test_profile_env_prints_table_at_exit(tmp_path):
     env["KERNELFLOW_PROFILE"] = "0"
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert "profile of" not in done.stderr
+
+
+def test_compiling_after_the_warning_filters_were_reset_warns_nothing(tmp_path):
+    """pytest restores the process's warning filters after each test (a notebook may too), dropping the
+    filter kernelflow installed at import; compiling exp/tanh/logistic kernels afterwards must still not
+    raise numba's internal SSA warning about the IR-inlined helpers (a kernel with several exps did).
+    In a new process with an empty cache and in-process compilation, so that numba really compiles here."""
+    import subprocess
+    import sys
+    script = """
+import warnings, numpy as np
+from kernelflow.ir import GraphBuilder, TensorType, float32
+from kernelflow.runtime import compile_graph
+def graph():
+    b = GraphBuilder("reset_filters")
+    v = b.add_input(TensorType(float32, (256, 64)))
+    rows = b.emit("slice", v, start=(8, 0), limit=(16, 64), stride=(1, 1))
+    blocks = [b.emit("slice", rows, start=(0, 16 * k), limit=(8, 16 * (k + 1)), stride=(1, 1)) for k in range(4)]
+    return b.finish([b.exp(b.mul(blk, b.full_like(blk, 1.25))) for blk in blocks])
+x = np.random.default_rng(0).standard_normal((256, 64)).astype(np.float32)
+for profile in (False, True):  # (the profiled module's kernels compile at import, the others deferred)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()
+        warnings.simplefilter("always")
+        outs = compile_graph(graph(), profile=profile)(x)
+    print(sorted({w.category.__name__ for w in caught}))
+    for k, got in enumerate(outs):
+        np.testing.assert_allclose(got, np.exp(x[8:16, 16 * k:16 * (k + 1)].astype(np.float64) * 1.25), rtol=1e-6)
+"""
+    env = dict(os.environ, KERNELFLOW_CACHE_DIR=str(tmp_path), KERNELFLOW_COMPILE_JOBS="1")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "NumbaIRAssumptionWarning" not in done.stdout + done.stderr
 
 
 def test_a_cold_compile_prints_nothing(tmp_path):

@@ -30,6 +30,15 @@ from numba.extending import overload
 # against float64 on every float32) and the warning, printed once per kernel, tells a user nothing.
 warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning, module=r"numba\.core\.ssa")
 
+
+class quiet_numba_ssa(warnings.catch_warnings):
+    """The same filter around one compilation, for callers that reset the process's filters after
+    kernelflow was imported (pytest restores them after each test; so can a notebook)."""
+    def __enter__(self):
+        entered = super().__enter__()
+        warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning, module=r"numba\.core\.ssa")
+        return entered
+
 __all__ = ["RO_f32", "RO_f64", "RO_i8", "RO_i32", "RO_i64", "RO_u8", "RO_u32", "RO_bool",
            "kf_div", "kf_maximum", "kf_minimum", "kf_sign", "kf_max_acc", "kf_min_acc",
            "kf_cast_f32", "kf_cast_f64", "kf_cast_i8", "kf_cast_i32", "kf_cast_i64",

@@ -499,9 +499,15 @@ def kernel_njit(*args, **options):
     compiles it later with ``compile_deferred`` (in whichever process it chooses: runtime/cache.py
     compiles the kernels of a new module in several processes)."""
     import numba  # noqa: PLC0415 - numba loads only when a module does
-    deferred = getattr(_LOADING, "deferred", None)
-    if deferred is None or len(args) != 1:
+    from .helpers import quiet_numba_ssa  # noqa: PLC0415
+    if len(args) != 1 or callable(args[0]):  # not the generated modules' njit(signature, ...)
         return numba.njit(*args, **options)
+    deferred = getattr(_LOADING, "deferred", None)
+    if deferred is None:
+        def compile_now(fn):  # numba.njit(signature) compiles while decorating
+            with quiet_numba_ssa():
+                return numba.njit(*args, **options)(fn)
+        return compile_now
     signature = args[0]
 
     def decorate(fn):
@@ -547,7 +553,9 @@ def compile_deferred(kernel: DeferredKernel) -> None:
     """Compile (or load from numba's cache) a deferred kernel for its signature and close it to other
     signatures: exactly what ``numba.njit(signature)`` does at decoration time."""
     from numba.core import typeinfer  # noqa: PLC0415
+
+    from .helpers import quiet_numba_ssa  # noqa: PLC0415
     dispatcher = kernel.dispatcher
-    with typeinfer.register_dispatcher(dispatcher):
+    with typeinfer.register_dispatcher(dispatcher), quiet_numba_ssa():
         dispatcher.compile(kernel.signature)
     dispatcher.disable_compile()
