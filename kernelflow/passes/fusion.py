@@ -420,14 +420,19 @@ def analyze_group(nodes: list[Node], users: dict, graph_outputs: set, names=None
         return key
 
     stores = []
-    for v, m in roots:
-        key = visit(v, m)
-        offset = flat_offset(m, v.shape, n)
-        is_inner = moves_inner(offset)
-        if is_inner and domain[-1] > 1 and abs(offset.coeffs[-1]) != 1:
-            raise NotFusable(f"output {name(v)} would be written with stride {offset.coeffs[-1]} "
-                             f"(its reduction runs over a non-innermost dim)")
-        stores.append((v, offset, is_inner, key))
+    try:
+        for v, m in roots:
+            key = visit(v, m)
+            offset = flat_offset(m, v.shape, n)
+            is_inner = moves_inner(offset)
+            if is_inner and domain[-1] > 1 and abs(offset.coeffs[-1]) != 1:
+                raise NotFusable(f"output {name(v)} would be written with stride {offset.coeffs[-1]} "
+                                 f"(its reduction runs over a non-innermost dim)")
+            stores.append((v, offset, is_inner, key))
+    finally:
+        # visit reaches itself through its closure: a reference cycle that would keep this analysis'
+        # records alive until the garbage collector runs (fusion analyses thousands of groups)
+        visit = None
 
     # Rule 4: expensive work is evaluated at most once per element of its value.
     per_node: dict[Node, list[Record]] = {}
@@ -758,7 +763,7 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
             try:
                 analysis = analyze_group(nodes, users, graph_outputs, nm)
             except NotFusable as e:
-                not_fusable[stamps] = e
+                not_fusable[stamps] = str(e)  # the text: the exception would keep its frames alive
                 outcome[pair] = (False, f"not fused: {why}: {e}")
                 return False
             flat_free = not any(isinstance(m, Flat) for _, m in analysis.records)
