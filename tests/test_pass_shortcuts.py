@@ -5,7 +5,8 @@
   instead of rebuilding it once more;
 * fusion's cycle check searches from both groups at once;
 * merge.py's level counts walk int lists;
-* value_and_grad moves its one-use gradient graph into the trace instead of copying it.
+* value_and_grad differentiates its one-use traced graph and moves the gradient graph into the trace
+  instead of copying them.
 """
 import random
 
@@ -134,7 +135,7 @@ def test_level_counts_agree_with_the_walk_over_values():
             assert counter(candidates) == levels_by_values(g, candidates)
 
 
-# -- value_and_grad's gradient graph, moved instead of copied ----------------------------------------
+# -- value_and_grad's graphs, used up instead of copied ----------------------------------------------
 def test_moved_gradient_graph_is_the_copied_one(monkeypatch):
     from kernelflow.frontend import transforms
 
@@ -150,8 +151,10 @@ def test_moved_gradient_graph_is_the_copied_one(monkeypatch):
     w = {"a": rng.standard_normal((5, 3)).astype(np.float32), "b": rng.standard_normal(3).astype(np.float32)}
     x = rng.standard_normal((4, 5)).astype(np.float32)
     moved = kf.jit(step).lower(w, x).ir()
-    plain_run = transforms._run
+    plain_run, plain_vjp = transforms._run, transforms._vjp_graph
     monkeypatch.setattr(transforms, "_run", lambda graph, inputs, consume=False: plain_run(graph, inputs))
+    monkeypatch.setattr(transforms, "_vjp_graph",
+                        lambda graph, wrt, seeds=None, consume=False: plain_vjp(graph, wrt, seeds))
     copied = kf.jit(step).lower(w, x).ir()
     assert moved == copied
     got = kf.jit(step)(w, x)

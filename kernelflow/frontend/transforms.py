@@ -19,9 +19,9 @@ from .staging import call_graph, graph_name, interpret_runner, is_array_leaf, le
 from .tracer import Tracer
 
 
-def _vjp_graph(graph: Graph, wrt, seeds=None) -> Graph:
+def _vjp_graph(graph: Graph, wrt, seeds=None, consume: bool = False) -> Graph:
     from ..passes.autodiff import vjp_graph  # noqa: PLC0415 - passes are optional until autodiff exists
-    return vjp_graph(graph, wrt, seeds) if seeds is not None else vjp_graph(graph, wrt)
+    return vjp_graph(graph, wrt, seeds, consume)
 
 
 def _run(graph: Graph, inputs: Sequence, consume: bool = False) -> list:
@@ -136,7 +136,7 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
         g = traced.graph
         wrt = [k for i in nums for k in flat.diff_inputs.get(i, [])]
         n_out = len(g.outputs)
-        backward = _vjp_graph(g, wrt, [1.0] + [None] * (n_out - 1))
+        backward = _vjp_graph(g, wrt, [1.0] + [None] * (n_out - 1), consume=True)  # g: traced for this
         outs = _run(backward, list(flat.inputs) + list(traced.captured), consume=True)  # used once
         value_leaves, grad_leaves = outs[:n_out], outs[n_out:]
         value = unflatten(traced.out_tree, value_leaves)

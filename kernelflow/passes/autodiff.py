@@ -37,7 +37,7 @@ def _active_nodes(graph: Graph, wrt_values: set[Value], seeded: set[Value]) -> s
     return active
 
 
-def vjp_graph(graph: Graph, wrt: Sequence[int], seeds: Sequence | None = None) -> Graph:
+def vjp_graph(graph: Graph, wrt: Sequence[int], seeds: Sequence | None = None, consume: bool = False) -> Graph:
     """Differentiate ``graph`` with respect to the inputs at positions ``wrt``.
 
     ``seeds`` has one entry per output: ``"input"`` (the default) makes its cotangent a new input of the
@@ -46,6 +46,10 @@ def vjp_graph(graph: Graph, wrt: Sequence[int], seeds: Sequence | None = None) -
 
     The result's inputs are the original inputs followed by the cotangent inputs (in output order); its
     outputs are the original outputs followed by one gradient per ``wrt`` entry.
+
+    ``consume=True``: the caller made ``graph`` for this one use (a traced function being differentiated),
+    so its inputs and nodes become the forward part of the result instead of being copied; ``graph``
+    must not be used afterwards.
     """
     seeds = list(seeds) if seeds is not None else [INPUT] * len(graph.outputs)
     if len(seeds) != len(graph.outputs):
@@ -59,15 +63,21 @@ def vjp_graph(graph: Graph, wrt: Sequence[int], seeds: Sequence | None = None) -
 
     b = GraphBuilder(f"{graph.name}_vjp")
     env: dict[Value, Value] = {}
-    for v in graph.inputs:
-        env[v] = b.add_input(v.type)
-    # Forward: copied once; the backward pass reads these values instead of recomputing them.
     node_map: dict[Node, Node] = {}
-    for n in graph.nodes:  # operands of the same types as the originals: a plain copy
-        new = b.copy_node(n, [env[v] for v in n.inputs])
-        node_map[n] = new
-        for old, nv in zip(n.outputs, new.outputs):
-            env[old] = nv
+    if consume:  # the forward part is the graph itself
+        b.graph.inputs.extend(graph.inputs)
+        b.graph.nodes.extend(graph.nodes)
+        env.update((v, v) for v in graph.values())
+        node_map.update((n, n) for n in graph.nodes)
+    else:
+        for v in graph.inputs:
+            env[v] = b.add_input(v.type)
+        # Forward: copied once; the backward pass reads these values instead of recomputing them.
+        for n in graph.nodes:  # operands of the same types as the originals: a plain copy
+            new = b.copy_node(n, [env[v] for v in n.inputs])
+            node_map[n] = new
+            for old, nv in zip(n.outputs, new.outputs):
+                env[old] = nv
 
     cts: dict[Value, Value] = {}  # new-graph value -> accumulated cotangent
 
