@@ -95,8 +95,7 @@ class GraphBuilder:
             out = prim.shape_rule(*in_types, **attrs)
         except (ShapeError, DTypeError) as e:
             raise located(e, op, in_types, self.loc) from None
-        out_types = out if isinstance(out, tuple) else (out,)
-        node = Node(op, inputs, attrs, out_types, self.loc)
+        node = Node.owning(op, inputs, attrs, out if isinstance(out, tuple) else (out,), self.loc)
         self.graph.nodes.append(node)
         return node
 
@@ -106,7 +105,9 @@ class GraphBuilder:
         each new operand has the type of the operand it replaces, so the shape rule would infer the
         node's own output types again: copying whole graphs (inlining, autodiff's forward pass) skips it."""
         loc = node.loc if node.loc is not None else self.loc  # as ``at(node.loc)`` would
-        new = Node(node.op, inputs, node.attrs, [v.type for v in node.outputs], loc)
+        outputs = node.outputs
+        new = Node.owning(node.op, tuple(inputs), dict(node.attrs),
+                          (outputs[0].type,) if len(outputs) == 1 else tuple([v.type for v in outputs]), loc)
         self.graph.nodes.append(new)
         return new
 

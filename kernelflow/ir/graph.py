@@ -62,6 +62,24 @@ class Node:
         self.outputs = tuple([Value(t, self, i) for i, t in enumerate(output_types)])
         self.loc = loc
 
+    @classmethod
+    def owning(cls, op: str, inputs: tuple, attrs: dict, output_types: tuple, loc: SourceLoc | None) -> "Node":
+        """``Node(op, inputs, attrs, output_types, loc)`` for the builder's hot paths (every traced and
+        every rebuilt node): ``inputs`` and ``output_types`` are tuples and the node keeps ``attrs``
+        itself, which the caller made for it and does not touch again (no copies; half the cost)."""
+        node = cls.__new__(cls)
+        node.op = op
+        node.inputs = inputs
+        node.attrs = attrs
+        if len(output_types) == 1:
+            value = Value.__new__(Value)
+            value.type, value.producer, value.index = output_types[0], node, 0
+            node.outputs = (value,)
+        else:
+            node.outputs = tuple([Value(t, node, i) for i, t in enumerate(output_types)])
+        node.loc = loc
+        return node
+
     @property
     def out(self) -> Value:
         """The single output of a single-output node."""

@@ -639,7 +639,7 @@ def copy_free_views(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> Graph:
         if v not in local:
             f = free[v]
             ins = [materialize(x, local) for x in f.inputs]
-            copy = Node(f.op, ins, f.attrs, [o.type for o in f.outputs], f.loc)
+            copy = Node.owning(f.op, tuple(ins), dict(f.attrs), tuple([o.type for o in f.outputs]), f.loc)
             nodes.append(copy)
             local[v] = copy.outputs[0]
         return local[v]
@@ -652,7 +652,7 @@ def copy_free_views(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> Graph:
             continue
         local: dict = {}
         ins = [materialize(x, local) for x in n.inputs]
-        copy = Node(n.op, ins, n.attrs, [o.type for o in n.outputs], n.loc)
+        copy = Node.owning(n.op, tuple(ins), dict(n.attrs), tuple([o.type for o in n.outputs]), n.loc)
         nodes.append(copy)
         for old, new in zip(n.outputs, copy.outputs):
             values[old] = new

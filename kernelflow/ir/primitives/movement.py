@@ -27,6 +27,8 @@ def is_int(v) -> bool:
 
 def check_shape_attr(shape, what: str = "shape") -> tuple[int, ...]:
     """A shape attribute: a tuple of non-negative ints."""
+    if type(shape) is tuple and all([type(d) is int and d >= 0 for d in shape]):
+        return shape  # the common case, checked without the generic tests below
     if not isinstance(shape, tuple) or not all(is_int(d) and d >= 0 for d in shape):
         raise ShapeError(f"{what} must be a tuple of non-negative ints, got {shape!r}")
     return tuple(int(d) for d in shape)
@@ -37,7 +39,7 @@ def check_per_dim(values, x: TensorType, what: str, minimum: int = 0) -> tuple[i
     if not isinstance(values, tuple) or len(values) != x.ndim:
         raise ShapeError(f"{what} must be a tuple of {x.ndim} ints (one per dim of shape "
                          f"{list(x.shape)}), got {values!r}")
-    if not all(is_int(v) and v >= minimum for v in values):
+    if not all([(type(v) is int or is_int(v)) and v >= minimum for v in values]):
         raise ShapeError(f"{what} entries must be ints >= {minimum}, got {values!r}")
     return values
 
