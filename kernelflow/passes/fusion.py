@@ -53,7 +53,7 @@ from __future__ import annotations
 import functools
 import heapq
 from dataclasses import dataclass, field
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 from ..ir import primitive
 from ..ir.graph import Graph, Node, Value
@@ -68,6 +68,8 @@ CHEAP_OPS = frozenset({"neg", "abs", "sign", "floor", "add", "sub", "mul", "div"
 # dtypes the CPU kernels compute in (f16/bf16 go through numpy).
 MAX_SIBLING_NODES = 64  # see rule 6
 MAX_KERNEL_INPUTS = 16  # see rule 7
+TOO_MANY_NODES = f"the kernel would exceed {MAX_SIBLING_NODES} nodes (compile time)"
+TOO_MANY_INPUTS = f"the kernel would read more than {MAX_KERNEL_INPUTS} buffers (compile time)"
 KERNEL_DTYPES = frozenset({"f32", "f64", "i8", "i32", "i64", "u8", "u32", "bool"})
 
 
@@ -481,8 +483,16 @@ class Step:
 class FusionPlan:
     graph: Graph
     steps: list[Step]
-    decisions: list[str] = field(default_factory=list)
+    # every merge decision with its reason (``decisions``); ``fuse`` passes a function that writes them
+    # on first use: W7 tries ~25,000 pairs, and only ``explain`` reads their text
+    decision_text: list[str] | Callable[[], list[str]] = field(default_factory=list)
     names: dict = field(default_factory=dict)
+
+    @property
+    def decisions(self) -> list[str]:
+        if callable(self.decision_text):
+            self.decision_text = self.decision_text()
+        return self.decision_text
 
     def step_of(self) -> dict[Node, int]:
         return {n: i for i, s in enumerate(self.steps) for n in s.nodes}
@@ -681,12 +691,14 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
     kinds = {n: classify(n, kernel_dtypes) for n in graph.nodes}
     fusible = {n for n, (k, _) in kinds.items() if k == "fusible"}
     groups = _Groups(graph, users)
-    decisions: list[str] = []
 
     def describe(n: Node) -> str:
         return f"{n.op} {nm(n.outputs[0])}"
 
-    outcome: dict = {}  # (producer/sibling node, consumer node) -> (fused?, reason): last attempt wins
+    # (producer/sibling node, consumer node) -> (fused?, why, detail), the last attempt winning: ``why``
+    # names the pair (("into", producer, consumer) or ("siblings", a, b, the value both read)), ``detail``
+    # says why it was not fused; the text is written only when the plan's decisions are read
+    outcome: dict = {}
 
     # groups whose current nodes passed analyze_group -> whether no index map in them is Flat
     analyzed: dict[int, bool] = {}
@@ -743,19 +755,18 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
     cycle_between: set = set()
     not_fusable: dict = {}
 
-    def try_merge(a: int, b: int, pair, why: str) -> bool:
+    def try_merge(a: int, b: int, pair, why: tuple) -> bool:
         if groups.merged_reads(a, b) > MAX_KERNEL_INPUTS:
-            outcome[pair] = (False, f"not fused: {why}: the kernel would read more than "
-                                    f"{MAX_KERNEL_INPUTS} buffers (compile time)")
+            outcome[pair] = (False, why, TOO_MANY_INPUTS)
             return False
         sa, sb = groups.stamp[a], groups.stamp[b]
         stamps = (sa, sb) if sa < sb else (sb, sa)
         if stamps in cycle_between or groups.creates_cycle(a, b):
             cycle_between.add(stamps)
-            outcome[pair] = (False, f"not fused: {why}: it would create a cycle between kernels")
+            outcome[pair] = (False, why, "it would create a cycle between kernels")
             return False
         if stamps in not_fusable:
-            outcome[pair] = (False, f"not fused: {why}: {not_fusable[stamps]}")
+            outcome[pair] = (False, why, not_fusable[stamps])
             return False
         flat_free = cannot_fail(a, b)
         if flat_free is None:
@@ -764,7 +775,7 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
                 analysis = analyze_group(nodes, users, graph_outputs, nm)
             except NotFusable as e:
                 not_fusable[stamps] = str(e)  # the text: the exception would keep its frames alive
-                outcome[pair] = (False, f"not fused: {why}: {e}")
+                outcome[pair] = (False, why, not_fusable[stamps])
                 return False
             flat_free = not any(isinstance(m, Flat) for _, m in analysis.records)
         else:
@@ -775,7 +786,7 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
         analyzed[merged] = flat_free
         if analysis is not None:
             analysis_of[groups.stamp[merged]] = analysis
-        outcome[pair] = (True, f"fused: {why}")
+        outcome[pair] = (True, why, None)
         return True
 
     # 1. vertical: producers into consumers, consumers first; repeated while it makes progress
@@ -790,8 +801,7 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
                 p = v.producer
                 if p is None or p not in fusible or groups.group[p] == groups.group[n]:
                     continue
-                changed |= try_merge(groups.group[p], groups.group[n], (p, n),
-                                     f"{describe(p)} into its consumer {describe(n)}")
+                changed |= try_merge(groups.group[p], groups.group[n], (p, n), ("into", p, n))
     # 2. horizontal: sibling groups that read the same buffer become one multi-output kernel.
     for v in list(graph.inputs) + [o for n in graph.nodes for o in n.outputs]:
         if v.type.size <= 1:
@@ -806,15 +816,25 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
                 ga, gb = groups.group[a], groups.group[b]
                 if ga == gb:
                     continue
-                why = f"siblings {describe(a)} and {describe(b)} both read {nm(v)}"
+                why = ("siblings", a, b, v)
                 if len(groups.members[ga]) + len(groups.members[gb]) > MAX_SIBLING_NODES:
-                    outcome[(a, b)] = (False, f"not fused: {why}: the kernel would exceed "
-                                              f"{MAX_SIBLING_NODES} nodes (compile time)")
+                    outcome[(a, b)] = (False, why, TOO_MANY_NODES)
                     continue
                 try_merge(ga, gb, (a, b), why)
-    for (a, b), (fused, text) in outcome.items():
-        if fused or groups.group[a] != groups.group[b]:
-            decisions.append(text)
+    final_group = groups.group  # no merge after this point: the plan's decisions are written from it
+
+    def decisions() -> list[str]:
+        def pair_text(why) -> str:
+            if why[0] == "into":
+                return f"{describe(why[1])} into its consumer {describe(why[2])}"
+            return f"siblings {describe(why[1])} and {describe(why[2])} both read {nm(why[3])}"
+        text = []
+        for (a, b), (fused, why, detail) in outcome.items():
+            if fused:
+                text.append(f"fused: {pair_text(why)}")
+            elif final_group[a] != final_group[b]:
+                text.append(f"not fused: {pair_text(why)}: {detail}")
+        return text
 
     # 3. steps in a topological order of the step graph (ties: earliest node first).
     step_nodes: dict[int, list[Node]] = {}
