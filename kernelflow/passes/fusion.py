@@ -309,8 +309,12 @@ def _split_or_flat(flat: Affine, shape, domain):
         return Flat(flat)
 
 
-def analyze_group(nodes: list[Node], users: dict, graph_outputs: set, names=None) -> GroupAnalysis:
-    """Check that ``nodes`` form one kernel and build its expression DAG (raises NotFusable)."""
+def analyze_group(nodes: list[Node], users: dict, graph_outputs: set, names=None,
+                  input_maps: dict | None = None) -> GroupAnalysis:
+    """Check that ``nodes`` form one kernel and build its expression DAG (raises NotFusable).
+    ``input_maps``: a dict that remembers ``input_map``'s answers across the analyses of one graph."""
+    if input_maps is None:
+        input_maps = {}
     name = names or (lambda v: v.producer.op if v.producer else "input")
     members = set(nodes)
     outputs = group_outputs(nodes, users, graph_outputs)
@@ -385,7 +389,10 @@ def analyze_group(nodes: list[Node], users: dict, graph_outputs: set, names=None
             records[key] = Record(key, "load", v, node, offset=offset, inner=moves_inner(offset))
             return key
         if node.op in VIEW_OPS:
-            inner_key = visit(node.inputs[0], input_map(node, m, domain))
+            at = input_maps.get((node, m, domain))
+            if at is None:
+                at = input_maps[(node, m, domain)] = input_map(node, m, domain)
+            inner_key = visit(node.inputs[0], at)
             records.setdefault(key, records[inner_key])  # an alias: same record
             return inner_key
         if node.op in INDEX_SOURCES:
@@ -705,6 +712,8 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
     # the analysis of each group as it stands after a merge that ran one, by the group's stamp: the kernel
     # steps at the end reuse it when no merge changed the group since
     analysis_of: dict[int, GroupAnalysis] = {}
+    # the input maps of movement nodes, shared by the analyses (a group is analysed again as it grows)
+    input_maps: dict = {}
 
     def cannot_fail(a: int, b: int) -> bool | None:
         """Whether merging groups a and b is fusible without analysing the merged group (None: unknown;
@@ -772,7 +781,7 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
         if flat_free is None:
             nodes = sorted(groups.members[a] + groups.members[b], key=groups.pos.get)
             try:
-                analysis = analyze_group(nodes, users, graph_outputs, nm)
+                analysis = analyze_group(nodes, users, graph_outputs, nm, input_maps)
             except NotFusable as e:
                 not_fusable[stamps] = str(e)  # the text: the exception would keep its frames alive
                 outcome[pair] = (False, why, not_fusable[stamps])
@@ -883,7 +892,7 @@ def fuse(graph: Graph, kernel_dtypes=KERNEL_DTYPES) -> FusionPlan:
                 u not in fusible for v in outs for u in users.get(v, ())):
             steps.append(Step("view", ns, reason="movement read only by library/numpy steps: a numpy view"))
             continue
-        analysis = analysis_of.get(groups.stamp[k]) or analyze_group(ns, users, graph_outputs, nm)
+        analysis = analysis_of.get(groups.stamp[k]) or analyze_group(ns, users, graph_outputs, nm, input_maps)
         ops = ", ".join(f"{n.op} {nm(n.outputs[0])}" for n in ns)
         steps.append(Step("kernel", ns, analysis,
                           reason=f"{analysis.kind} kernel over domain {list(analysis.outer)}"
