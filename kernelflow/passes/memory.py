@@ -5,9 +5,10 @@ Storage of each value the schedule materialises:
 * ``input``  a graph input (the caller's array, copied only when not contiguous);
 * ``const``  a constant, materialised once at compile time;
 * ``fresh``  a graph output (a new array per call: the caller owns it) or the result of a numpy step;
-* ``slot``   an intermediate written by a kernel or a library call: it lives in a *slot* of the
-             executable's persistent pool, and a slot is reused as soon as every value in it is dead
-             (the pool is allocated once, so steady-state calls allocate only their outputs);
+* ``slot``   an intermediate written by a kernel, a library call or a loop kernel (window and
+             indexing ops): it lives in a *slot* of the executable's persistent pool, and a slot is
+             reused as soon as every value in it is dead (the pool is allocated once, so steady-state
+             calls allocate only their outputs);
 * ``view``   the output of a view step: a numpy view of its input, which keeps its input alive.
 
 A concatenate writes into its slot (``np.concatenate(..., out=)``). Its pieces that are contiguous
@@ -98,11 +99,23 @@ def window_kernel_op(node) -> bool:
     return all(v.dtype.name in allowed for v in (*node.inputs, *node.outputs))
 
 
+# gather and scatter_add: loop kernels writing into a given buffer (kernelflow/codegen/numba/indexing.py),
+# for these data dtypes (indices are i32 or i64).
+INDEX_OPS = frozenset({"gather", "scatter_add"})
+_INDEX_DATA_DTYPES = frozenset({"f32", "f64", "i8", "i32", "i64", "u8", "u32"})
+
+
+def indexing_kernel_op(node) -> bool:
+    """Does the CPU backend run this node as an indexing loop kernel?"""
+    return node.op in INDEX_OPS and all(v.dtype.name in _INDEX_DATA_DTYPES for v in (node.inputs[0], *node.outputs))
+
+
 def writes_into_buffers(step) -> bool:
-    """Kernels, BLAS calls, window kernels and concatenates (``np.concatenate(..., out=)``) write into
-    buffers the runtime gives them; the other numpy lowerings return new arrays."""
+    """Kernels, BLAS calls, window and indexing kernels and concatenates (``np.concatenate(..., out=)``)
+    write into buffers the runtime gives them; the other numpy lowerings return new arrays."""
     return step.kind == "kernel" or (step.kind == "library" and step.nodes[0].op == "dot_general") \
         or (step.kind in ("library", "numpy") and window_kernel_op(step.nodes[0])) \
+        or (step.kind == "numpy" and indexing_kernel_op(step.nodes[0])) \
         or (step.kind == "numpy" and step.nodes[0].op == "concatenate")
 
 

@@ -44,7 +44,7 @@ import numpy as np
 
 from ...ir.types import DType
 from ...passes.fusion import FusionPlan, Step, dot_free_dims
-from ...passes.memory import MemoryPlan, window_kernel_op
+from ...passes.memory import MemoryPlan, indexing_kernel_op, window_kernel_op
 from ..kernel import Kernel, param_bases
 from .printer import print_kernel, signature
 
@@ -188,9 +188,14 @@ class _Driver:
             self.window(i, step.nodes[0], outs[0])
         elif step.kind == "numpy" and step.nodes[0].op == "concatenate":
             self.concatenate(step.nodes[0], outs[0])
+        elif step.kind == "numpy" and indexing_kernel_op(step.nodes[0]):
+            self.indexing(step.nodes[0], outs[0])
         elif step.kind == "view":
             for node in step.nodes:
                 out = node.outputs[0]
+                if out not in graph_outputs and all(self.reads_one_value(u, out) for u in users.get(out, ())):
+                    self.emit(f"# v{self.n(out)}: not made, its readers take the one value it repeats")
+                    continue
                 self.emit(f"v{self.n(out)} = {self.view_expr(node)}")
                 self.have_nd.add(out)
         else:  # numpy reference lowering (and conv through its im2col reference)
@@ -215,6 +220,46 @@ class _Driver:
             self.have_nd.add(out)
         args = ", ".join(self.contiguous_nd(x) for x in node.inputs)
         self.emit(f"{run}({args}, v{o}, {scratch}, {i}, **{attrs})")
+
+    def indexing(self, node, out):
+        """gather / scatter_add as a loop kernel (kernelflow/codegen/numba/indexing.py) writing into
+        ``out``'s flat buffer. scatter_add's operand and updates, when views repeating one value
+        (``one_value``), are passed as that one-element value with step 0."""
+        o = self.n(out)
+        if self.memory.storage[out] != "slot":
+            self.emit(f"f{o} = {self.fresh(out)}()")
+        self.have_flat.add(out)
+        data, idx = node.inputs[0], node.inputs[1]
+        axis = node.attrs["axis"]
+        outer = int(np.prod(data.shape[:axis], dtype=np.int64))
+        inner = int(np.prod(data.shape[axis + 1:], dtype=np.int64))
+        sizes = f"{outer}, {data.shape[axis]}, {inner}, {axis}, {str(node.loc) if node.loc else ''!r}"
+        if node.op == "gather":
+            self.emit(f"_ix_gather({self.flat(data)}, {self.flat(idx)}, f{o}, {sizes})")
+            return
+        args = []
+        for v in (data, idx, node.inputs[2]):
+            source = self.one_value(v) if v is not idx else None
+            if v is idx:
+                args.append(self.flat(v))
+            elif source is not None:
+                args.append(f"{self.flat(source)}, 0")
+            else:
+                args.append(f"{self.flat(v)}, 1")
+        self.emit(f"_ix_scatter_add({', '.join(args)}, f{o}, {sizes})")
+
+    def one_value(self, v):
+        """The one-element value that ``v`` repeats when ``v`` is a view (a broadcast, through
+        reshapes) of one element and has more; else None."""
+        u = v
+        while self.memory.storage.get(u) == "view" and u.producer.inputs[0].type.size == 1:
+            u = u.producer.inputs[0]
+        return u if u is not v and v.type.size > 1 else None
+
+    def reads_one_value(self, node, v) -> bool:
+        """Does ``node`` read ``v`` only through ``one_value`` (so ``v`` itself need not be made)?"""
+        return node.op == "scatter_add" and indexing_kernel_op(node) and v is not node.inputs[1] \
+            and self.one_value(v) is not None
 
     def concatenate(self, node, out):
         """Into ``out``'s buffer (a pool slot, or the caller's fresh array). Pieces the memory plan
@@ -410,6 +455,9 @@ def module_source(plan: FusionPlan, kernels: dict[int, Kernel], memory: MemoryPl
             "from kernelflow.codegen.numba.helpers import *  # noqa: F401,F403",
             "from kernelflow.codegen.numba.module import kernel_njit as njit  # numba.njit; see there",
             "", ""]
+    if any(s.kind == "numpy" and indexing_kernel_op(s.nodes[0]) for s in plan.steps):
+        head[-2:-2] = ["from kernelflow.codegen.numba.indexing import run_gather as _ix_gather, "
+                       "run_scatter_add as _ix_scatter_add"]
     kernel_sources = {}
     body = []
     first_of: dict[str, str] = {}  # loop nest text (no name, no comments) -> the kernel that has it
