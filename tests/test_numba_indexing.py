@@ -137,6 +137,20 @@ def test_scatter_add_of_broadcast_values_reads_the_one_value(dtype):
     assert storage_of(exe, "scatter_add") == ["slot"]
 
 
+def test_views_that_are_not_one_value_are_read_as_copies():
+    """A transposed operand and updates broadcast from a row: numpy views the kernels read flattened."""
+    x, idx, row = sample((4, 6), np.float64), np.array([5, 0, 5, -1], np.int64), sample((4,), np.float64, 2)
+
+    def fn(b, x, i, r):
+        xt = b.transpose(x, perm=(1, 0))                                        # (6, 4)
+        updates = b.broadcast_in_dim(r, shape=(4, 4), dims=(1,))                 # rows of r
+        return b.neg(b.scatter_add(xt, i, updates, axis=0)), b.neg(b.gather(xt, i, axis=0))
+
+    expected = numpy_scatter_add(x.T, idx, np.broadcast_to(row, (4, 4)), 0)
+    exe = run_checked(graph_of([x, idx, row], fn), [x, idx, row], [-expected, -numpy_gather(x.T, idx, 0)])
+    assert storage_of(exe, "scatter_add") == ["slot"] and storage_of(exe, "gather") == ["slot"]
+
+
 def test_an_indexing_result_can_live_inside_a_concatenate():
     x, idx = sample((6, 4), np.float32), np.array([5, 0, 5], np.int32)
     graph = graph_of([x, idx], lambda b, x, i: b.neg(b.concatenate(b.gather(x, i, axis=0), b.exp(x), axis=0)))

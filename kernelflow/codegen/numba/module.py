@@ -237,16 +237,11 @@ class _Driver:
         if node.op == "gather":
             self.emit(f"_ix_gather({self.flat(data)}, {self.flat(idx)}, f{o}, {sizes})")
             return
-        args = []
-        for v in (data, idx, node.inputs[2]):
-            source = self.one_value(v) if v is not idx else None
-            if v is idx:
-                args.append(self.flat(v))
-            elif source is not None:
-                args.append(f"{self.flat(source)}, 0")
-            else:
-                args.append(f"{self.flat(v)}, 1")
-        self.emit(f"_ix_scatter_add({', '.join(args)}, f{o}, {sizes})")
+
+        def with_step(v) -> str:
+            source = self.one_value(v)
+            return f"{self.flat(v)}, 1" if source is None else f"{self.flat(source)}, 0"
+        self.emit(f"_ix_scatter_add({with_step(data)}, {self.flat(idx)}, {with_step(node.inputs[2])}, f{o}, {sizes})")
 
     def one_value(self, v):
         """The one-element value that ``v`` repeats when ``v`` is a view (a broadcast, through
