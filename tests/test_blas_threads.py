@@ -24,10 +24,24 @@ def loaded(shape, mode):
     return (2.0, 0.5)[shape] * (5.0 if mode else 1.0)     # another process holds a core: stalls
 
 
+def test_it_starts_on_one_thread_and_a_quiet_machine_moves_it_to_all_threads_at_the_first_burst():
+    mode = blas.ThreadMode()
+    modes = run_calls(mode, quiet, blas.FIRST_BURST + blas.BURST_CALLS + 2)
+    assert modes[:blas.FIRST_BURST - 1] == [0] * (blas.FIRST_BURST - 1)
+    assert mode.mode == 1 and modes[-1] == 1
+
+
+def test_under_load_it_stays_on_one_thread_from_the_first_call():
+    mode = blas.ThreadMode()
+    modes = run_calls(mode, loaded, 2_000)
+    assert mode.mode == 0 and modes.count(1) < 0.02 * len(modes)
+
+
 def test_on_a_quiet_machine_it_stays_on_all_threads_and_tries_one_thread_less_and_less_often():
     mode = blas.ThreadMode()
     modes = run_calls(mode, quiet, 20_000)
     assert mode.mode == 1
+    modes = modes[blas.FIRST_BURST + blas.BURST_CALLS:]  # after the first switch to all threads
     bursts = [i for i in range(1, len(modes)) if modes[i] == 0 and modes[i - 1] == 1]
     gaps = np.diff(bursts)
     assert all(g2 > g1 for g1, g2 in zip(gaps, gaps[1:]))     # the wait doubles while bursts lose
@@ -38,7 +52,7 @@ def test_it_follows_the_load_to_one_thread_and_back():
     mode = blas.ThreadMode()
     run_calls(mode, quiet, 1_000)
     assert mode.mode == 1
-    under_load = run_calls(mode, loaded, 3_000)
+    under_load = run_calls(mode, loaded, 4_000)
     assert mode.mode == 0 and under_load[-2_000:].count(1) < 0.02 * 2_000
     run_calls(mode, quiet, 3 * blas.MAX_BURST_EVERY)
     assert mode.mode == 1

@@ -10,8 +10,9 @@ calls run on one thread, and waking it costs about as much as a small GEMM, so a
 one-thread and two-thread calls pays that on every switch (W5: 1.1-1.3 ms mixed, 1.0 ms all on two
 threads, 1.4 ms all on one). ``ThreadMode`` keeps, per GEMM shape, a running average of the call time in
 each mode, measured only on calls that follow a call in the same mode (the pool is then in its steady
-state); now and then it runs a burst of ``BURST_CALLS`` calls in the other mode and afterwards keeps the
-mode whose averages, summed over the shapes measured in both, are smaller. A burst that loses doubles
+state); it starts on one thread (safe under load), and now and then it runs a burst of ``BURST_CALLS``
+calls in the other mode and afterwards keeps the mode whose averages, summed over the shapes measured in
+both, are smaller (on a quiet machine the first burst, after ``FIRST_BURST`` calls, moves to all threads). A burst that loses doubles
 the wait until the next (up to ``MAX_BURST_EVERY`` calls), so a loaded machine pays for few stalled
 bursts; one that wins switches the mode. GEMMs under ``MIN_THREADED_MACS`` multiply-adds always run
 on one thread (threads never pay there).
@@ -31,6 +32,7 @@ import numpy as np
 
 MIN_THREADED_MACS = 1 << 21   # below: one thread (a 128x128x128 GEMM is 2M multiply-adds)
 BURST_CALLS = 6               # calls per burst in the other mode (the first is not measured)
+FIRST_BURST = 16              # calls on one thread before the first burst on all threads
 BURST_EVERY = 64              # calls between bursts, doubling while bursts lose,
 MAX_BURST_EVERY = 8192        # up to this
 SMOOTHING = 0.25              # weight of a new time in a running average
@@ -69,12 +71,15 @@ class ThreadMode:
     """The process-wide BLAS mode (0: one thread, 1: all threads) and the measurements behind it."""
 
     def __init__(self):
-        self.mode = 1               # start on all threads, as numpy does; the first burst tries one
+        # Start on one thread: on a loaded machine two-thread calls stall, and a first call (a warm
+        # start from the compile cache, W7: 133 GEMMs) took 1.1 s there instead of 0.24 s. On a quiet
+        # machine the first burst, after FIRST_BURST calls, moves to all threads.
+        self.mode = 0
         self.average: dict = {}     # GEMM shape -> [seconds on one thread, on all threads] (0.0: none)
         self.calls = 0
         self.burst_left = 0
         self.every = BURST_EVERY
-        self.next_burst = BURST_EVERY
+        self.next_burst = FIRST_BURST
         self.last = -1              # the mode of the previous call
 
     def pick(self) -> int:
