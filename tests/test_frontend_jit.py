@@ -349,6 +349,35 @@ def test_unsupported_numpy_function():
     assert "np.sort" in msg and line_of(f, 1) in msg and "np.sum" in msg
 
 
+@pytest.mark.parametrize("backend", ["interpret", "numba"])
+def test_traced_index_arrays_follow_numpy_and_never_read_out_of_their_axis(backend):
+    """Traced integer-array indices: a negative index wraps once (as numpy), one outside [-n, n) is an
+    IndexError at the user's line, also when several index arrays are flattened into one gather (a
+    label equal to the class count must not read the next row's class 0)."""
+    x = np.arange(20, dtype=np.float32).reshape(4, 5)
+
+    def take(x, i):
+        return np.take(x, i, axis=1)
+
+    def pick(x, labels):
+        return x[np.arange(4), labels]
+    take_c, pick_c = kf.jit(take, backend=backend), kf.jit(pick, backend=backend)
+    np.testing.assert_array_equal(take_c(x, np.array([-1, 2, -5])), np.take(x, [-1, 2, -5], axis=1))
+    np.testing.assert_array_equal(pick_c(x, np.array([0, 4, -1, -5])), x[np.arange(4), [0, 4, -1, -5]])
+    for bad in ([-7], [5], [-6]):
+        with pytest.raises(IndexError) as e:
+            take_c(x, np.array(bad))
+        assert line_of(take, 1) in str(e.value)
+        with pytest.raises(IndexError):
+            np.take(x, bad, axis=1)  # numpy agrees that it is an error
+    for bad in ([0, 5, 1, 0], [0, -6, 1, 0], [0, 1, 1, 5]):
+        with pytest.raises(IndexError) as e:
+            pick_c(x, np.array(bad))
+        assert line_of(pick, 1) in str(e.value)
+        with pytest.raises(IndexError):
+            x[np.arange(4), bad]
+
+
 def test_unsupported_ufunc_and_conversion():
     with pytest.raises(NotImplementedError, match="np.arctan2"):
         interp(lambda x: np.arctan2(x, x))(X)

@@ -40,7 +40,10 @@ def interpret(graph: Graph, args: Sequence, check_nan: bool = False) -> list[np.
         for node in graph.nodes:
             prim = primitive.get(node.op)
             ins = [env[v] for v in node.inputs]
-            result = prim.reference(*ins, **node.attrs)
+            try:
+                result = prim.reference(*ins, **node.attrs)
+            except IndexError as e:  # a data-dependent error (gather's index): name the op and the line
+                raise IndexError(f"{node.op}: {e} (at {node.loc})") from e
             results = result if isinstance(result, tuple) else (result,)
             for k, (v, r) in enumerate(zip(node.outputs, results)):
                 r = np.asarray(r)

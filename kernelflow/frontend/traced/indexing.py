@@ -121,12 +121,22 @@ def getitem(x: Tracer, key):
     sizes = [v.shape[i] for i in range(len(adv_dims))]
     v = trace.emit("reshape", v, shape=(math.prod(sizes),) + v.shape[len(adv_dims):])
     linear = None
+    valid = None  # traced indices: where every one is inside its own axis
     stride = math.prod(sizes)
     for k, n, dim in zip(idx, sizes, adv_dims):
         stride //= max(n, 1)
         term = _checked_index(trace, k, n, dim)
+        if isinstance(term, Tracer):
+            inside = ufunc(np.logical_and, ufunc(np.greater_equal, term, -n), ufunc(np.less, term, n))
+            valid = inside if valid is None else ufunc(np.logical_and, valid, inside)
+            term = where(ufunc(np.less, term, 0), ufunc(np.add, term, n), term)
         term = _arith(np.multiply, term, stride) if stride != 1 else term
         linear = term if linear is None else _arith(np.add, linear, term)
+    if valid is not None:
+        # An index outside its own axis would otherwise land in another row of the flattened array
+        # (labels[i] == n_classes reads row i+1's class 0): it becomes the flattened size, which the
+        # gather rejects with an IndexError at the user's line.
+        linear = where(valid, linear, math.prod(sizes))
     if isinstance(linear, np.ndarray):
         linear = np.broadcast_to(linear, bshape)
     elif linear.shape != bshape:
@@ -149,13 +159,15 @@ def _arith(uf, a, b):
 
 
 def _checked_index(trace, k, n: int, dim: int):
-    """An index array with negative entries wrapped; constant indices are bounds-checked now."""
+    """An index array for an axis of size n. A constant one is bounds-checked now and its negative
+    entries wrapped; a traced one is returned as it is: gather wraps a negative index once and rejects
+    one outside [-n, n) when it runs (wrapping here too would turn -n-2 into a valid n-2)."""
     if isinstance(k, np.ndarray):
         if k.size and (k.max() >= n or k.min() < -n):
             bad = k.max() if k.max() >= n else k.min()
             raise IndexError(f"index {bad} is out of bounds for axis {dim} with size {n}{where_str()}")
         return np.where(k < 0, k + n, k).astype(np.int64)
-    return where(ufunc(np.less, k, 0), ufunc(np.add, k, n), k)
+    return k
 
 
 def take(a, indices, axis=None, out=None, mode=None):
