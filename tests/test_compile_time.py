@@ -307,3 +307,27 @@ def test_the_last_step_of_a_recurrence_runs_the_kernel_of_the_others():
         h = np.tanh(c)
     for _ in range(3):  # the scratch output is recycled between calls
         np.testing.assert_allclose(exe(x, wx, wh)[0], h, rtol=2e-5, atol=1e-6)
+
+
+def test_compile_cost_counts_each_expensive_helper_call_like_the_disassembly():
+    """module._compile_cost (which balances kernels across compile processes) scans raw bytecode for the
+    helpers' LOAD_GLOBALs; an independent count with ``dis`` must agree on generated kernels."""
+    import dis
+
+    from kernelflow.codegen.numba import module
+
+    def fn(b, x, y):
+        t = b.tanh(b.add(x, y))
+        return [b.mul(b.logistic(x), t), b.exp(b.sub(t, b.logistic(y))), b.tanh(b.mul(t, t))]
+    exe = compile_graph(build([((32, 64), "f32"), ((32, 64), "f32")], fn, "cost"))
+    namespace = {}
+    source = exe.source.replace("from kernelflow.codegen.numba.module import kernel_njit as njit",
+                                "njit = lambda *a, **k: (lambda f: f)")
+    exec(compile(source, "generated", "exec"), namespace)
+    kernels = [v for k, v in namespace.items() if k.startswith("k") and hasattr(v, "__code__")]
+    assert kernels
+    for fn_ in kernels:
+        want = len(fn_.__code__.co_code) + sum(module._EXPENSIVE_CALLS.get(i.argval, 0)
+                                               for i in dis.get_instructions(fn_)
+                                               if i.opname == "LOAD_GLOBAL")
+        assert module._compile_cost(fn_) == want
