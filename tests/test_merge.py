@@ -6,7 +6,7 @@ import pytest
 from kernelflow.ir import GraphBuilder, TensorType, interpret, verify
 from kernelflow.ir import types as T
 from kernelflow.passes.merge import (merge_sibling_dots, merge_small_operations, merge_summed_dots,
-                                     sum_of_pads_to_concatenate)
+                                     share_overlapping_concatenates, sum_of_pads_to_concatenate)
 
 F64 = T.float64
 MATMUL = {"contract": ((1,), (0,)), "batch": ((), ())}
@@ -49,6 +49,60 @@ def test_sum_of_dots_becomes_one_dot_over_concatenated_operands():
     kept = merge_summed_dots(g)
     assert kept.op_counts()["dot_general"] == 2
     check_same_values(g, kept)
+
+
+def sum_in_reverse(b, terms):
+    total = terms[-1]
+    for t in reversed(terms[:-1]):
+        total = b.add(total, t)
+    return total
+
+
+def concatenates(g):
+    return [n for n in g.nodes if n.op == "concatenate"]
+
+
+@pytest.mark.parametrize("forward_side", ["lhs", "rhs"])
+def test_a_sum_of_dots_added_backward_concatenates_in_definition_order(forward_side):
+    """Autodiff adds a weight's gradient terms from the last step back; the merged dot takes its pieces in
+    the order the side defined first was defined, so sum_t h_t^T @ g_t (and g_t @ h_t^T, the weight on
+    the left) concatenates h_0, h_1, ... like the forward pass's own merged h_t @ w, and g_t alongside."""
+    b = GraphBuilder()
+    hs = [b.add_input(TensorType(F64, (1, 3))) for _ in range(4)]
+    gs = [b.tanh(b.add_input(TensorType(F64, (1, 5)))) for _ in range(4)]  # defined after every h_t
+    if forward_side == "lhs":
+        dots = [b.dot_general(h, g, contract=((0,), (0,)), batch=((), ())) for h, g in zip(hs, gs)]
+    else:
+        dots = [b.dot_general(g, h, contract=((0,), (0,)), batch=((), ())) for h, g in zip(hs, gs)]
+    g = b.finish([sum_in_reverse(b, dots)])
+    merged = merge_summed_dots(g)
+    check_same_values(g, merged)
+    (h_concat,) = [n for n in concatenates(merged) if n.outputs[0].shape == (4, 3)]
+    (g_concat,) = [n for n in concatenates(merged) if n.outputs[0].shape == (4, 5)]
+    assert list(h_concat.inputs) == list(merged.inputs[:4])
+    assert [v.producer.inputs[0] for v in g_concat.inputs] == list(merged.inputs[4:])
+
+
+def test_equal_concatenates_come_out_equal_and_cse_keeps_one():
+    """y_t = h_t @ wy (siblings, in forward order), dwy = sum_t h_t^T @ dy_t added backward, and
+    dh_t = dy_t @ wy^T with the dy_t defined backward (siblings): the h_t and the dy_t are each
+    concatenated once, in one order."""
+    from kernelflow.passes.pipeline import simplify_to_fixed_point
+
+    b = GraphBuilder()
+    wy = b.add_input(TensorType(F64, (3, 4)))
+    hs = [b.tanh(b.add_input(TensorType(F64, (1, 3)))) for _ in range(4)]
+    ys = [b.dot_general(h, wy, **MATMUL) for h in hs]
+    dys = {t: b.mul(ys[t], ys[t]) for t in reversed(range(4))}  # the backward walk: last step first
+    dhs = [b.dot_general(dys[t], wy, contract=((1,), (1,)), batch=((), ())) for t in reversed(range(4))]
+    dwy = sum_in_reverse(b, [b.dot_general(h, dys[t], contract=((0,), (0,)), batch=((), ()))
+                             for t, h in enumerate(hs)])
+    g = b.finish([dwy] + dhs)
+    merged = simplify_to_fixed_point(merge_small_operations(g))
+    check_same_values(g, merged)
+    assert merged.op_counts()["dot_general"] == 3
+    pieces = [frozenset(n.inputs) for n in concatenates(merged)]
+    assert len(pieces) == len(set(pieces)) == 2
 
 
 def test_a_sum_of_dots_with_large_operands_is_left_alone():
@@ -142,6 +196,51 @@ def test_groups_whose_merging_would_form_a_cycle_are_not_merged():
     assert merged.op_counts()["dot_general"] == 4
 
 
+@pytest.mark.parametrize("case", ["shifted", "prefix", "suffix", "equal_twice"])
+def test_overlapping_concatenates_are_rows_of_one(case):
+    """concat(h0..h3) and concat(h1..h4) (an RNN's states before and after each step) -> rows 0:8 and 2:10
+    of concat(h0..h4); one the start or the end of the other -> rows of the longer; each concatenate
+    given twice (CSE has not run yet) -> all four read the one."""
+    b = GraphBuilder()
+    hs = [b.tanh(b.add_input(TensorType(F64, (2, 3)))) for _ in range(5)]
+    w = b.add_input(TensorType(F64, (3, 2)))
+    runs = {"shifted": [hs[:4], hs[1:]], "prefix": [hs[:3], hs], "suffix": [hs, hs[2:]],
+            "equal_twice": [hs[:4], hs[1:], hs[:4], hs[1:]]}[case]
+    g = b.finish([b.dot_general(b.concatenate(*run, axis=0), w, **MATMUL) for run in runs])
+    shared = share_overlapping_concatenates(g)
+    check_same_values(g, shared)
+    (whole,) = concatenates(shared)
+    assert list(whole.inputs) == [n.outputs[0] for n in shared.nodes if n.op == "tanh"]  # h0..h4
+    rows = sorted((n.attrs["start"][0], n.attrs["limit"][0]) for n in shared.nodes if n.op == "slice")
+    want = {"shifted": [(0, 8), (2, 10)], "prefix": [(0, 6), (0, 10)], "suffix": [(0, 10), (4, 10)],
+            "equal_twice": [(0, 8), (2, 10)]}[case]
+    assert rows == want
+    dots = [n for n in shared.nodes if n.op == "dot_general"]
+    assert all(d.inputs[0].producer.op == "slice" for d in dots) and len(dots) == len(runs)
+
+
+@pytest.mark.parametrize("case", ["piece_needs_one", "small_overlap", "graph_output"])
+def test_overlapping_concatenates_left_apart(case):
+    """piece_needs_one: concat(h0, h1, h2) is read to make h3, a piece of concat(h1, h2, h3): one
+    concatenate of h0..h3 would need itself. small_overlap: concat(h0, h1, h2) and concat(h2, h3, h4)
+    share one piece of three. graph_output: a slice of the shared one would be copied out."""
+    b = GraphBuilder()
+    hs = [b.tanh(b.add_input(TensorType(F64, (2, 3)))) for _ in range(5)]
+    w = b.add_input(TensorType(F64, (3, 2)))
+    first = b.concatenate(*hs[:3], axis=0)
+    if case == "piece_needs_one":
+        h3 = b.tanh(b.slice(first, start=(1, 0), limit=(3, 3), stride=(1, 1)))
+        outs = [first, b.concatenate(hs[1], hs[2], h3, axis=0)]
+    elif case == "small_overlap":
+        outs = [b.dot_general(c, w, **MATMUL) for c in (first, b.concatenate(*hs[2:], axis=0))]
+    else:
+        outs = [first, b.dot_general(b.concatenate(*hs[1:4], axis=0), w, **MATMUL)]
+    g = b.finish(outs)
+    kept = share_overlapping_concatenates(g)
+    check_same_values(g, kept)
+    assert len(concatenates(kept)) == 2 and kept.op_counts() == g.op_counts()
+
+
 def test_lstm_training_step_keeps_its_values_and_loses_its_small_gemms():
     """The traced W7-style step (4 steps, tiny sizes) through all three rewrites against the original."""
     kf = pytest.importorskip("kernelflow")
@@ -174,3 +273,14 @@ def test_lstm_training_step_keeps_its_values_and_loses_its_small_gemms():
     # forward: the h chain, one x product, one y product; backward: one dot each for dwx, dwh, dwy,
     # the dh chain through wh (3) and one for dh through wy
     assert counts_after["dot_general"] == (4 + 1 + 1) + (3 + 3 + 1) and "pad" not in counts_after
+    # each set of pieces is concatenated once: dlogits for dwy and dh, da for dwx and dwh, and h_0..h_4,
+    # whose rows 0:8 (h_0..h_3) are read for dwh and rows 2:10 (h_1..h_4) for wy and dwy; the x_t in
+    # order are x itself, reshaped
+    big = sorted((n for n in merged.nodes if n.op == "concatenate" and n.outputs[0].shape[0] >= 8),
+                 key=lambda n: n.outputs[0].shape)
+    assert [n.outputs[0].shape for n in big] == [(8, 6), (8, 16), (10, 4)]
+    h_rows = sorted(((n.attrs["start"][0], n.attrs["limit"][0]) for n in merged.nodes
+                     if n.op == "slice" and n.inputs[0] is big[-1].outputs[0]))
+    assert h_rows == [(0, 8), (2, 10)]
+    x_reshaped = [n for n in merged.nodes if n.op == "reshape" and n.inputs[0] is merged.inputs[-2]]
+    assert [n.outputs[0].shape for n in x_reshaped] == [(8, 5)]

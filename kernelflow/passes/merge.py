@@ -2,7 +2,7 @@
 
 An unrolled recurrent network (the W7 LSTM of issue 5: 64 steps) traces into hundreds of small GEMMs and
 pads. Every library call has a fixed cost and a small GEMM runs far below the machine's peak (a K=32
-weight-gradient GEMM especially), so three rewrites batch them:
+weight-gradient GEMM especially), so three rewrites batch them (and a fourth shares their concatenates):
 
 * ``merge_summed_dots``: a sum of dot_generals with the same dimension numbers whose operands differ only
   along their first contracted dim is ONE dot_general of the operands concatenated along that dim:
@@ -19,10 +19,21 @@ weight-gradient GEMM especially), so three rewrites batch them:
   their concatenation (zeros fill any gap): the gradient of the LSTM's four gate slices
   ``a[:, :H], ..., a[:, 3H:]``.
 
-All three work on sum trees: an ``add`` whose inner ``add`` operands have no other reader. The results are
-equal up to the order of floating-point summation (which BLAS chooses anyway); unlike ``simplify`` these
-rewrites are not bit-for-bit. Concatenated operands stay live until the merged dot runs: a merge whose
-concatenated operands would exceed ``MAX_CONCAT_BYTES`` is split into several.
+* ``share_overlapping_concatenates``: concatenates along axis 0 of ``X + Y`` and ``Y + Z`` are the
+  leading and trailing rows of one concatenate of ``X + Y + Z``: ``h_0..h_{T-1}`` (for the gradient of
+  ``wh``) and ``h_1..h_T`` (for ``h_t @ wy`` and its gradient) are one buffer, read through views.
+
+The first three work on sum trees: an ``add`` whose inner ``add`` operands have no other reader. The
+results are equal up to the order of floating-point summation (which BLAS chooses anyway); unlike
+``simplify`` these rewrites are not bit-for-bit.
+
+Any order of the pieces of a merged dot gives the same result (up to that summation order), so the order
+is chosen to make equal concatenates come out equal (CSE then keeps one, and its pieces are written in
+place by their producers): a sum of dots puts its terms in the order its first-defined side was defined
+(``h_t`` forward in ``sum_t h_t^T @ da_t``, though autodiff sums the terms backward); sibling dots take
+the order of an existing concatenate of the same pieces, else the order the pieces were defined in.
+Concatenated operands stay live until the merged dot runs: a merge whose concatenated operands would
+exceed ``MAX_CONCAT_BYTES`` is split into several.
 """
 from __future__ import annotations
 
@@ -79,12 +90,23 @@ def _chunks(items: list, size_of, limit: int) -> list[list]:
     return runs
 
 
+def _positions(graph: Graph) -> dict[Value, int]:
+    """Where each value of ``graph`` is defined: graph inputs first (negative), then node outputs."""
+    position = {v: i - len(graph.inputs) for i, v in enumerate(graph.inputs)}
+    for i, node in enumerate(graph.nodes):
+        for v in node.outputs:
+            position[v] = i
+    return position
+
+
 def _rewrite_sum_trees(graph: Graph, group_key, merge_group) -> Graph:
     """Rebuild ``graph``; in every sum tree, the leaves with the same ``group_key(leaf)`` (not None) are
-    replaced by ``merge_group(b, leaves, env)`` -> list of terms (new values)."""
+    replaced by ``merge_group(b, leaves, env, position)`` -> list of terms (new values); ``position``
+    maps the old values to where they are defined (``_positions``)."""
     single_use = _single_use(graph)
     users = graph.users()
     env: dict[Value, Value] = {}
+    position = _positions(graph)
 
     def rule(b, node, ins):
         if node.op != "add" or _is_inner_add(node, single_use, users):
@@ -101,7 +123,7 @@ def _rewrite_sum_trees(graph: Graph, group_key, merge_group) -> Graph:
         merged = {id(v) for g in groups.values() for v in g}
         terms = [env[v] for v in leaves if id(v) not in merged]
         for g in groups.values():
-            terms.extend(merge_group(b, g, env))
+            terms.extend(merge_group(b, g, env, position))
         total = terms[0]
         for t in terms[1:]:
             total = b.add(total, t)
@@ -124,9 +146,18 @@ def _summed_dot_key(leaf: Value, single_use):
     return ("dot", (lc, rc), batch, lhs.dtype, lshape, rshape)
 
 
-def _merge_summed_dots(b, leaves: list[Value], env) -> list[Value]:
+def _in_definition_order(dots: list[Node], position) -> list[Node]:
+    """The dots of one merged sum in the order their first-defined side was defined (ties: the other
+    side), whatever order the sum added them in: ``sum_t h_t^T @ da_t`` concatenates ``h_t`` forward
+    (as the forward pass's own merged ``h_t @ wy`` does) and ``da_t`` in the same order."""
+    first = min((0, 1), key=lambda side: min(position[d.inputs[side]] for d in dots))
+    return sorted(dots, key=lambda d: (position[d.inputs[first]], position[d.inputs[1 - first]]))
+
+
+def _merge_summed_dots(b, leaves: list[Value], env, position) -> list[Value]:
     terms = []
     size = lambda v: sum(_nbytes(x) for x in v.producer.inputs)  # noqa: E731
+    leaves = [d.outputs[0] for d in _in_definition_order([v.producer for v in leaves], position)]
     for run in _chunks(leaves, size, MAX_CONCAT_BYTES):
         dots = [v.producer for v in run]
         (lc, rc), batch = dots[0].attrs["contract"], dots[0].attrs["batch"]
@@ -168,7 +199,7 @@ def _pad_key(leaf: Value, single_use):
     return None if axis is None else ("pad", axis, leaf.type)
 
 
-def _merge_pads(b, leaves: list[Value], env) -> list[Value]:
+def _merge_pads(b, leaves: list[Value], env, position) -> list[Value]:
     pads = sorted((v.producer for v in leaves), key=lambda p: p.attrs["low"][_pad_axis(p)])
     axis = _pad_axis(pads[0])
     out_type = leaves[0].type
@@ -322,8 +353,29 @@ def _order_with_groups_together(graph: Graph, groups: list[list[Node]]) -> list[
     return order
 
 
-def _emit_merged_siblings(b, group: list[Node], env) -> list[Value]:
-    """One dot for the group; returns each member's result as a slice of it."""
+def _existing_concat_orders(graph: Graph) -> dict[tuple, tuple[Value, ...]]:
+    """(axis, set of pieces) -> the pieces in order, for each concatenate of distinct pieces in ``graph``
+    (those ``merge_summed_dots`` made): merged siblings with the same pieces reuse that order."""
+    orders = {}
+    for node in graph.nodes:
+        if node.op == "concatenate" and len(set(node.inputs)) == len(node.inputs):
+            orders.setdefault((node.attrs["axis"], frozenset(node.inputs)), node.inputs)
+    return orders
+
+
+def _concat_order(members: list[Node], side: int, axis: int, orders, position) -> list[Node]:
+    """The members in the order their ``side`` operands are concatenated: that of an existing concatenate
+    of the same pieces, else the order the pieces were defined in."""
+    pieces = [n.inputs[side] for n in members]
+    existing = orders.get((axis, frozenset(pieces)))
+    if existing is not None and len(existing) == len(pieces):
+        rank = {v: i for i, v in enumerate(existing)}
+        return sorted(members, key=lambda n: rank[n.inputs[side]])
+    return sorted(members, key=lambda n: position[n.inputs[side]])
+
+
+def _emit_merged_siblings(b, group: list[Node], env, orders, position) -> list[Value]:
+    """One dot for the group; returns each member's result (in ``group``'s order) as a slice of it."""
     first = group[0]
     (lc, rc), (lb, rb) = first.attrs["contract"], first.attrs["batch"]
     shared_side = next(side for side in (0, 1)
@@ -332,7 +384,8 @@ def _emit_merged_siblings(b, group: list[Node], env) -> list[Value]:
     other_side = 1 - shared_side
     contract, batch = (lc, rc)[other_side], (lb, rb)[other_side]
     axis = _free_dims(first.inputs[other_side].ndim, contract, batch)[0]
-    others = [env[n.inputs[other_side]] for n in group]
+    ordered = _concat_order(group, other_side, axis, orders, position)
+    others = [env[n.inputs[other_side]] for n in ordered]
     with b.at(first.loc):
         stacked = b.concatenate(*others, axis=axis)
         operands = [None, None]
@@ -341,15 +394,15 @@ def _emit_merged_siblings(b, group: list[Node], env) -> list[Value]:
         n_batch = len(lb)
         n_lhs_free = first.inputs[0].ndim - len(lc) - n_batch
         out_axis = n_batch if other_side == 0 else n_batch + n_lhs_free
-        results, offset = [], 0
-        for n in group:
+        result_of, offset = {}, 0
+        for n in ordered:
             out = n.outputs[0]
             width = out.shape[out_axis]
             start = tuple(offset if d == out_axis else 0 for d in range(out.ndim))
             limit = tuple(offset + width if d == out_axis else s for d, s in enumerate(out.shape))
-            results.append(b.slice(merged, start=start, limit=limit, stride=(1,) * out.ndim))
+            result_of[n] = b.slice(merged, start=start, limit=limit, stride=(1,) * out.ndim)
             offset += width
-    return results
+    return [result_of[n] for n in group]
 
 
 def merge_sibling_dots(graph: Graph) -> Graph:
@@ -358,6 +411,7 @@ def merge_sibling_dots(graph: Graph) -> Graph:
     if not groups:
         return graph
     group_of = {n: g for g in groups for n in g}
+    orders, position = _existing_concat_orders(graph), _positions(graph)
     ordered = Graph(graph.name, graph.inputs, _order_with_groups_together(graph, groups), graph.outputs)
     env: dict[Value, Value] = {}
     done: dict[Node, Value] = {}
@@ -367,13 +421,97 @@ def merge_sibling_dots(graph: Graph) -> Graph:
         if group is None:
             return None
         if node not in done:
-            for member, result in zip(group, _emit_merged_siblings(b, group, env)):
+            for member, result in zip(group, _emit_merged_siblings(b, group, env, orders, position)):
                 done[member] = result
         return done[node]
 
     return eliminate_dead_code(rebuild(ordered, rule, env))
 
 
+# -- overlapping concatenates ---------------------------------------------------------------------
+def _overlap(first: tuple, second: tuple) -> int:
+    """The largest k with first[-k:] == second[:k] (0 if none)."""
+    for k in range(min(len(first), len(second)), 0, -1):
+        if first[-k:] == second[:k]:
+            return k
+    return 0
+
+
+def _overlapping_pair(graph: Graph):
+    """Pieces of two concatenates along axis 0, A = X + Y and B = Y + Z (X or Z may be empty: one is the
+    start or the end of the other), with the length of Y, the concatenates of those pieces (equal ones
+    are not merged yet: CSE runs after the merges) and the position of the last piece; or None. Only
+    when every piece is defined before the first reader of any of those concatenates: then one
+    concatenate at that point can stand for all of them (no piece depends on them).
+
+    Only when Y is more than half of the pieces of each (the shifted sequences of a recurrence): C is
+    then less than 1.5 times the larger and is held for both lifetimes, which for a small overlap
+    could cost more memory than the copy it saves. A graph output is left alone (a slice of C as an
+    output would be copied out of it)."""
+    outputs = set(graph.outputs)
+    classes: dict[tuple, list[Node]] = defaultdict(list)
+    for n in graph.nodes:
+        if n.op == "concatenate" and n.attrs["axis"] == 0 and n.outputs[0] not in outputs:
+            classes[n.inputs].append(n)
+    if len(classes) < 2:
+        return None
+    position = {n: i for i, n in enumerate(graph.nodes)}
+    users = graph.users()
+    for first, a in classes.items():
+        for second, b in classes.items():
+            if first is second or a[0].outputs[0].type.dtype != b[0].outputs[0].type.dtype \
+                    or a[0].outputs[0].shape[1:] != b[0].outputs[0].shape[1:]:
+                continue
+            k = _overlap(first, second)
+            if 2 * k <= max(len(first), len(second)):
+                continue
+            last_piece = max((position[v.producer] for v in first + second if v.producer is not None),
+                             default=-1)
+            first_reader = min((position[u] for n in a + b for u in users.get(n.outputs[0], ())),
+                               default=len(graph.nodes))
+            if last_piece < first_reader:
+                return first, second, k, a + b, last_piece
+    return None
+
+
+def share_overlapping_concatenates(graph: Graph) -> Graph:
+    """``A = concat(X + Y)`` and ``B = concat(Y + Z)`` along axis 0 -> one ``C = concat(X + Y + Z)``
+    with A and B its leading and trailing rows (slices of rows, which a library call reads as views):
+    ``sum_t h_t^T @ da_t`` over h_0..h_{T-1} and ``h_t @ wy`` over h_1..h_T share one concatenate, whose
+    pieces are written in place, instead of copying h_1..h_{T-1} a second time. C and the slices are
+    placed right after the last piece."""
+    while (found := _overlapping_pair(graph)) is not None:
+        first, second, k, members, last_piece = found
+        pieces = first + second[k:]
+        member_set = set(members)
+        order = [] if last_piece >= 0 else list(members)
+        for i, n in enumerate(graph.nodes):
+            if n not in member_set:
+                order.append(n)
+            if i == last_piece:
+                order.extend(members)
+        env: dict[Value, Value] = {}
+        done: dict[tuple, Value] = {}
+
+        def rule(bld, node, ins, first=first, second=second, pieces=pieces, member_set=member_set, env=env,
+                 done=done):
+            if node not in member_set:
+                return None
+            if not done:
+                whole = bld.concatenate(*[env[v] for v in pieces], axis=0)
+                ones, zeros = (1,) * whole.ndim, (0,) * (whole.ndim - 1)
+                for key, at_end in ((first, False), (second, True)):
+                    rows = sum(v.shape[0] for v in key)
+                    start = whole.shape[0] - rows if at_end else 0
+                    done[key] = bld.slice(whole, start=(start,) + zeros,
+                                          limit=(start + rows,) + whole.shape[1:], stride=ones)
+            return done[node.inputs]
+
+        graph = rebuild(Graph(graph.name, graph.inputs, order, graph.outputs), rule, env)
+    return graph
+
+
 def merge_small_operations(graph: Graph) -> Graph:
-    """The three rewrites, in the order that lets each see the others' results."""
-    return merge_sibling_dots(merge_summed_dots(sum_of_pads_to_concatenate(graph)))
+    """The rewrites, in the order that lets each see the others' results."""
+    merged = merge_sibling_dots(merge_summed_dots(sum_of_pads_to_concatenate(graph)))
+    return share_overlapping_concatenates(merged)

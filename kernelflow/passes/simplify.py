@@ -11,6 +11,9 @@ Rules (each keeps the value bit-for-bit the same under IEEE arithmetic, so none 
   has no other reader): the rhs gradient of a matmul comes out in the right order with no transpose
   reduce_sum / reduce_max / reduce_min over no axes -> x
   slice of everything with stride 1, rev over no axes, pad by nothing -> x
+  concatenate along axis 0 of the leading-axis slices x[0:a], x[a:b], ..., x[k:n] (each possibly
+  reshaped) -> reshape(x): both are x's elements in row-major order (merge.py concatenates the
+  per-step slices x[t] of an RNN's input to batch x[t] @ wx over the steps)
   constant folding: a node whose operands are all constants and whose result is small (<= 64 elements)
   becomes a constant. Broadcasts and iotas are left symbolic: fusion turns them into index arithmetic,
   while a folded large constant would cost memory.
@@ -63,6 +66,35 @@ def _swapped_dot(b, x, perm):
     if perm != swap:
         return None
     return b.dot_general(rhs, lhs, contract=(rc, lc), batch=(rb, lb))
+
+
+def _leading_rows(v: Value):
+    """(x, start, stop) when ``v`` is ``x[start:stop]`` along x's leading axis (all of the other axes,
+    stride 1), possibly reshaped: its elements are x's from row ``start`` to ``stop`` in row-major order."""
+    n = v.producer
+    if n is not None and n.op == "reshape":
+        n = n.inputs[0].producer
+    if n is None or n.op != "slice":
+        return None
+    x, a = n.inputs[0], n.attrs
+    if a["stride"] != (1,) * x.ndim or any(a["start"][1:]) or a["limit"][1:] != x.shape[1:]:
+        return None
+    return x, a["start"][0], a["limit"][0]
+
+
+def _tiled_rows(pieces, axis: int, out_shape) -> Value | None:
+    """x when ``concatenate(*pieces, axis)`` is x's elements in row-major order: the pieces are
+    consecutive leading-axis slices of x covering it, and the output's dims before ``axis`` are all 1
+    (then a concatenate lays its pieces one after another in row-major order)."""
+    if any(d != 1 for d in out_shape[:axis]):
+        return None
+    x, end = None, 0
+    for piece in pieces:
+        rows = _leading_rows(piece)
+        if rows is None or rows[1] != end or (x is not None and rows[0] is not x):
+            return None
+        x, end = rows[0], rows[2]
+    return x if x is not None and end == x.shape[0] else None
 
 
 def _rule(b, node, ins, single_use=frozenset()):  # noqa: C901 - a flat table of small rules reads best as one
@@ -121,6 +153,10 @@ def _rule(b, node, ins, single_use=frozenset()):  # noqa: C901 - a flat table of
         return x
     if op == "pad" and not any(a["low"]) and not any(a["high"]) and not any(a["interior"]):
         return x
+    if op == "concatenate":
+        tiled = _tiled_rows(ins, a["axis"], out_type.shape)
+        if tiled is not None:
+            return tiled if tiled.shape == out_type.shape else b.reshape(tiled, shape=out_type.shape)
     if (op not in _NO_FOLD and ins and out_type.size <= FOLD_MAX_ELEMENTS
             and all(v.producer is not None and v.producer.op == "constant" for v in ins)):
         with np.errstate(all="ignore"):
