@@ -83,3 +83,19 @@ def test_matmul_is_right_in_either_mode():
                 np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-3)
     finally:
         blas.MODE.mode = saved
+
+
+def test_a_new_gemm_shape_is_measured_again_soon_after_a_long_backed_off_decision():
+    """In one process a first model's GEMMs (loaded machine: one thread, bursts backed off to thousands
+    of calls apart) must not decide for the next model's GEMMs without measuring them."""
+    mode = blas.ThreadMode()
+    run_calls(mode, loaded, 20_000)
+    assert mode.mode == 0 and mode.every > 1_000
+    other = ((32, 256), (256, 1024))
+    modes = []
+    for _ in range(blas.FIRST_BURST + blas.BURST_CALLS + 2):  # the machine is quiet now
+        m = mode.pick()
+        modes.append(m)
+        mode.record(other, m, 0.6 if m else 1.0)
+    assert 1 in modes[:blas.FIRST_BURST + blas.BURST_CALLS]  # a burst on all threads came at once
+    assert mode.mode == 1

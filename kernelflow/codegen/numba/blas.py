@@ -14,7 +14,9 @@ state); it starts on one thread (safe under load), and now and then it runs a bu
 calls in the other mode and afterwards keeps the mode whose averages, summed over the shapes measured in
 both, are smaller (on a quiet machine the first burst, after ``FIRST_BURST`` calls, moves to all threads). A burst that loses doubles
 the wait until the next (up to ``MAX_BURST_EVERY`` calls), so a loaded machine pays for few stalled
-bursts; one that wins switches the mode. GEMMs under ``MIN_THREADED_MACS`` multiply-adds always run
+bursts; one that wins switches the mode. A GEMM shape not seen before brings the next burst back to
+within ``FIRST_BURST`` calls (a decision backed off on one model's GEMMs says little about the next
+model's: in the bench suite, W7's LSTM inherited W5's one-thread decision and ran 1.5x slower). GEMMs under ``MIN_THREADED_MACS`` multiply-adds always run
 on one thread (threads never pay there).
 
 The thread count is set with OpenBLAS's thread-local setting (``openblas_set_num_threads_local``), so other
@@ -81,6 +83,7 @@ class ThreadMode:
         self.every = BURST_EVERY
         self.next_burst = FIRST_BURST
         self.last = -1              # the mode of the previous call
+        self.recent = (set(), set())  # shapes measured in each mode since the last decision
 
     def pick(self) -> int:
         self.calls += 1
@@ -92,17 +95,26 @@ class ThreadMode:
         return self.mode
 
     def record(self, shape, mode: int, seconds: float) -> None:
+        if shape not in self.average:
+            # A GEMM not seen before (another model, another phase of the program): the backed-off
+            # decision was made on other shapes, so measure again soon.
+            self.average[shape] = [0.0, 0.0]
+            self.every = BURST_EVERY
+            self.next_burst = min(self.next_burst, self.calls + FIRST_BURST)
         steady, self.last = self.last == mode, mode
         if steady:
             pair = self.average.setdefault(shape, [0.0, 0.0])
             old = pair[mode]
             pair[mode] = seconds if not old else old + SMOOTHING * (seconds - old)
+            self.recent[mode].add(shape)
         if self.burst_left == 0 and self.calls >= self.next_burst:
             self._decide()
 
     def _decide(self) -> None:
-        """After a burst: keep the mode whose summed averages are smaller over the shapes measured in both."""
-        both = [p for p in self.average.values() if p[0] and p[1]]
+        """After a burst: keep the mode whose summed averages are smaller over the shapes measured in both
+        modes since the last decision (shapes of an earlier phase of the program do not vote)."""
+        both = [self.average[k] for k in self.recent[0] & self.recent[1]]
+        self.recent = (set(), set())
         totals = [sum(p[0] for p in both), sum(p[1] for p in both)]
         if both and totals[1 - self.mode] < totals[self.mode]:
             self.mode = 1 - self.mode
