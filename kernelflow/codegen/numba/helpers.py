@@ -364,6 +364,16 @@ _I23, _I127, _IM125 = np.int32(23), np.int32(127), np.int32(-125)
 
 
 @_njit(inline="always", error_model="numpy")
+def _reduce_ln2(c, magic):
+    """c = n ln2 + r, |r| <= ln2/2, for exp's float32 cores: (k, r) with k = c log2e + magic, whose low
+    mantissa bits hold n (plus the magic's bias), and r to ~2^-48 by FMA Cody-Waite."""
+    k = _fma(c, _LOG2E_F, magic)
+    n = k - magic
+    r = _fma(n, -_LN2_HI_F, c)  # exact: n ln2_hi has <= 24 bits and cancels against c
+    return k, _fma(n, -_LN2_LO_F, r)
+
+
+@_njit(inline="always", error_model="numpy")
 def _exp_f32(x):
     """float32 exp in float32 arithmetic (twice the vector lanes of the double core), about 25
     vector instructions, no branches: x clamped to [-104, 89] (NaN passes through), x = n ln2 + r by
@@ -379,10 +389,7 @@ def _exp_f32(x):
     the previous formulation (three-FMA reduction, 2^n built from shifted halves, 256-bit)."""
     a = _EXP_LO_F if x < _EXP_LO_F else _wide_vectors(x)  # NaN < lo is false: NaN stays NaN
     a = _EXP_HI_F if a > _EXP_HI_F else a
-    k = _fma(a, _LOG2E_F, _EXP_MAGIC_F)
-    n = k - _EXP_MAGIC_F
-    r = _fma(n, -_LN2_HI_F, a)  # exact: n ln2_hi has <= 24 bits and cancels against a
-    r = _fma(n, -_LN2_LO_F, r)
+    k, r = _reduce_ln2(a, _EXP_MAGIC_F)
     p = _fma(_EXP_F[0], r, _EXP_F[1])
     p = _fma(p, r, _EXP_F[2])
     p = _fma(p, r, _EXP_F[3])
@@ -512,10 +519,7 @@ def _exp_reduced(c, magic):
     2^n (1 + v + v_lo), the bracket to ~2^-27.9 absolute, n = k - magic (k's bits << 23 are those of
     2^n times the magic's bias); v + v_lo = r + r^2 p(r) split exactly (Fast2Sum: |r| >= |r^2 p|),
     v_lo is dead code for callers that do not use it."""
-    k = _fma(c, _LOG2E_F, magic)
-    n = k - magic
-    r_hi = _fma(n, -_LN2_HI_F, c)  # exact: n ln2_hi has <= 24 bits and cancels against c
-    r = _fma(n, -_LN2_LO_F, r_hi)
+    k, r = _reduce_ln2(c, magic)
     p = _fma(_EXPM1_P[4], r, _EXPM1_P[3])
     p = _fma(p, r, _EXPM1_P[2])
     p = _fma(p, r, _EXPM1_P[1])
