@@ -208,6 +208,12 @@ class Executable:
             elif kind == "matmul":
                 from ..codegen.numba.blas import matmul
                 state[name] = matmul
+            elif kind == "transpose_copy":
+                from ..codegen.numba.blas import transpose_copy
+                state[name] = transpose_copy
+            elif kind == "buffer":  # per pool: an array the driver writes before reading it
+                shape, dtype = payload
+                state[name] = np.empty(shape, dtype.np_dtype)
             elif kind == "scratch":
                 state[name] = {}  # per pool: im2col buffers of the window kernels
             elif kind == "recycle":

