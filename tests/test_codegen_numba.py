@@ -162,12 +162,14 @@ def test_row_kernel_stash_in_output_and_scratch(shape):
 
 
 @pytest.mark.parametrize("dtype", ["f32", "f64", "i32"])
-def test_column_reductions_loop_rows_inside(dtype):
+@pytest.mark.parametrize("rows", [37, 9001])
+def test_column_reductions_loop_rows_inside(dtype, rows):
     """Reductions over the leading axis (bias gradients) run with the rows in the inner loop (unit
     stride) and one accumulator per column; a row-level epilogue (the mean) and a per-column factor;
-    NaN in one column propagates through max. Oracle: numpy over axis 0."""
+    NaN in one column propagates through max. Oracle: numpy over axis 0. 9001 rows make the kernel
+    parallel: each thread then owns a block of columns (129 columns do not split evenly)."""
     npd = as_dtype(dtype).np_dtype
-    x = rand((37, 129), npd, -50, 50)
+    x = rand((rows, 129), npd, -50, 50)
     w = rand((129,), npd, 1, 5, seed=1)
     if dtype != "i32":
         x[5, 3] = np.nan
@@ -175,18 +177,22 @@ def test_column_reductions_loop_rows_inside(dtype):
     def fn(b, x, w):
         scaled = b.mul(x, b.emit("broadcast_in_dim", w, shape=x.shape, dims=(1,)))
         total = b.reduce_sum(scaled, axes=(0,))
-        return [total, b.div(total, b.full_like(total, 37)), b.reduce_max(x, axes=(0,)),
+        return [total, b.div(total, b.full_like(total, rows)), b.reduce_max(x, axes=(0,)),
                 b.reduce_min(x, axes=(0,))]
     exe = compile_graph(build([(x.shape, dtype), (w.shape, dtype)], fn))
     assert "column reduction" in exe.ir("kernels")
+    assert ("prange" in exe.ir("kernels")) == (rows > 1000)
     got = exe(x, w)
     total = (x * w).sum(axis=0, dtype=np.float64)
-    wants = [total, total / 37 if dtype != "i32" else (x * w).sum(axis=0) // 37, x.max(axis=0), x.min(axis=0)]
+    wants = [total, total / rows if dtype != "i32" else (x * w).sum(axis=0) // rows, x.max(axis=0),
+             x.min(axis=0)]
     for out, want in zip(got, wants):
         if dtype == "i32":
             np.testing.assert_array_equal(out, want)
         else:
-            np.testing.assert_allclose(out, want, rtol=1e-5 if dtype == "f32" else 1e-12, atol=1e-3)
+            # a sum of `rows` terms in order: rounding grows with the count (bound: rows * eps * max term)
+            bound = np.finfo(npd).eps * rows * np.nanmax(np.abs(x * w))
+            np.testing.assert_allclose(out, want, rtol=1e-5 if dtype == "f32" else 1e-12, atol=bound)
 
 
 @pytest.mark.parametrize("dtype", ["i32", "u8"])

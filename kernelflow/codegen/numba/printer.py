@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 from ...ir import primitive
@@ -198,8 +199,8 @@ class _Printer:
         self.emit(1, doc)
         for line in k.nodes:
             self.emit(1, f"# {line}")
-        if not parallel and self.is_column_reduction():
-            return self.print_columns(), False
+        if self.is_column_reduction():
+            return self.print_columns(parallel), parallel
         chunked = parallel and len(k.outer) == 1 and not k.inner and k.outer[0] > CHUNK
         scratch = [i for i in k.stash if i not in k.stash_out]
 
@@ -271,9 +272,9 @@ class _Printer:
     def is_column_reduction(self) -> bool:
         """A one-phase reduction whose loads walk the single outer dim with unit stride and the inner
         dims with a larger one (a bias gradient: sum over the batch of a (batch, n) matrix). Looping
-        rows outside would read strided; the interchanged loop nest reads rows contiguously and
-        keeps one accumulator per output in a small array (``print_columns``). Serial kernels only
-        (a parallel loop over the reduced dim would race on the accumulators)."""
+        rows outside would read strided (a 2048x1024 column sum: 6.7 ms against numpy's 0.34); the
+        interchanged loop nest reads rows contiguously and keeps one accumulator per output in a small
+        array (``print_columns``)."""
         k = self.k
         if len(k.outer) != 1 or not k.inner or k.phases != 1 or k.stash or any(s.inner for s in k.stores):
             return False
@@ -284,18 +285,32 @@ class _Printer:
         return all(k.exprs[i].kind in ("load", "literal", "index") or k.exprs[i].op in _CHEAP
                    for i in row_deps(self.k, roots))  # recomputed per element: must be cheap
 
-    def print_columns(self) -> str:
+    def print_columns(self, parallel: bool) -> str:
+        """Serial: one pass over the rows, each adding into all n accumulators. Parallel: the outputs
+        are cut into one block of contiguous columns per thread, each with its own accumulators (a
+        thread reads a contiguous run of every row; no two write one output). Wider runs read faster:
+        on 2 cores, 2048x1024 takes 0.27 ms in 2 blocks, 0.34 in 4 and 0.42 in 8 (numpy: 0.33)."""
         k = self.k
         n = k.outer[0]
         reductions = [e for e in k.exprs if e.kind == "reduce"]
         self.emit(1, "# column reduction: rows inside (unit stride), one accumulator per row")
+        if parallel:
+            width = -(-n // numba.config.NUMBA_NUM_THREADS)
+            width = -(-width // 16) * 16             # whole 64-byte lines of f32 per block
+            blocks = -(-n // width)
+            self.emit(1, f"for c in prange({blocks}):  # blocks of {width} columns")
+            self.emit(2, f"lo = c * {width}")
+            self.emit(2, f"hi = min(lo + {width}, {n})")
+            d, size, first, last, at = 2, width, "lo", "hi", "o0 - lo"
+        else:
+            d, size, first, last, at = 1, n, "0", str(n), "o0"
         for e in reductions:
-            self.emit(1, f"acc{e.id} = np.full({n}, {reduce_init(e.reduce, e.dtype)})  # {e.label}")
-        d = 1
-        for j, size in enumerate(k.inner):
-            self.emit(d, f"for {self.inner_names[j]} in range({size}):")
+            self.emit(d, f"acc{e.id} = np.full({size}, {reduce_init(e.reduce, e.dtype)})  # {e.label}")
+        top = d
+        for j, extent in enumerate(k.inner):
+            self.emit(d, f"for {self.inner_names[j]} in range({extent}):")
             d += 1
-        self.emit(d, f"for o0 in range({n}):")
+        self.emit(d, f"for o0 in range({first}, {last}):" if parallel else f"for o0 in range({n}):")
         d += 1
         roots = phase_roots(k.exprs, k.stores, 0)
         for i in row_deps(self.k, roots):
@@ -304,21 +319,21 @@ class _Printer:
         for r in roots:
             self.emit_elem(r, d, 0, done)
         for e in reductions:
-            acc, x = f"acc{e.id}[o0]", self.var(e.args[0])
+            acc, x = f"acc{e.id}[{at}]", self.var(e.args[0])
             if e.reduce == "sum":
                 self.emit(d, f"{acc} = {_cast(f'{acc} + {x}', e.dtype)}")
             else:
                 fn = "kf_max_acc" if e.reduce == "max" else "kf_min_acc"
                 self.emit(d, f"{acc} = {fn}({acc}, {x})")
         self.row_done = set()
-        self.emit(1, f"for o0 in range({n}):")
+        self.emit(top, f"for o0 in range({first}, {last}):" if parallel else f"for o0 in range({n}):")
         for e in reductions:
-            self.emit(2, f"{self.var(e.id)} = acc{e.id}[o0]")
+            self.emit(top + 1, f"{self.var(e.id)} = acc{e.id}[{at}]")
             self.row_done.add(e.id)
         for st in k.stores:
-            self.emit_row(st.expr, 2)
+            self.emit_row(st.expr, top + 1)
         for st in k.stores:
-            self.emit(2, f"{self.element(st.buffer, st.offset)} = {self.var(st.expr)}  # store {st.label}")
+            self.emit(top + 1, f"{self.element(st.buffer, st.offset)} = {self.var(st.expr)}  # store {st.label}")
         return "\n".join(self.lines) + "\n"
 
 
