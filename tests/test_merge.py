@@ -6,7 +6,8 @@ import pytest
 from kernelflow.ir import GraphBuilder, TensorType, interpret, verify
 from kernelflow.ir import types as T
 from kernelflow.passes.merge import (merge_sibling_dots, merge_small_operations, merge_summed_dots,
-                                     share_overlapping_concatenates, sum_of_pads_to_concatenate)
+                                     merge_summed_reductions, share_overlapping_concatenates,
+                                     sum_of_pads_to_concatenate)
 
 F64 = T.float64
 MATMUL = {"contract": ((1,), (0,)), "batch": ((), ())}
@@ -103,6 +104,38 @@ def test_equal_concatenates_come_out_equal_and_cse_keeps_one():
     assert merged.op_counts()["dot_general"] == 3
     pieces = [frozenset(n.inputs) for n in concatenates(merged)]
     assert len(pieces) == len(set(pieces)) == 2
+
+
+def test_a_sum_of_reductions_reads_the_concatenate_the_merged_dot_made():
+    """db = sum_t reduce_sum(d_t) next to dw = sum_t h_t^T @ d_t (both added backward, as autodiff does):
+    after merging, db is one reduction of the concatenate of the d_t that the merged dot reads."""
+    from kernelflow.passes.pipeline import simplify_to_fixed_point
+
+    b = GraphBuilder()
+    hs = [b.add_input(TensorType(F64, (1, 3))) for _ in range(4)]
+    ds = {t: b.tanh(b.add_input(TensorType(F64, (1, 5)))) for t in reversed(range(4))}
+    dw = sum_in_reverse(b, [b.dot_general(h, ds[t], contract=((0,), (0,)), batch=((), ()))
+                            for t, h in enumerate(hs)])
+    db = sum_in_reverse(b, [b.reduce_sum(ds[t], axes=(0,)) for t in range(4)])
+    g = b.finish([dw, db])
+    merged = simplify_to_fixed_point(merge_small_operations(g))
+    check_same_values(g, merged)
+    (reduction,) = [n for n in merged.nodes if n.op == "reduce_sum"]
+    concat = reduction.inputs[0].producer
+    assert concat.op == "concatenate" and concat.outputs[0].shape == (4, 5)
+    (dot,) = [n for n in merged.nodes if n.op == "dot_general"]
+    assert concat.outputs[0] in dot.inputs
+    assert merged.op_counts()["concatenate"] == 2 and "add" not in merged.op_counts()
+
+
+def test_a_sum_of_reductions_without_a_concatenate_of_its_pieces_is_left_alone():
+    """Making the concatenate would copy every piece to save small reductions: not done."""
+    b = GraphBuilder()
+    xs = [b.add_input(TensorType(F64, (3, 4))) for _ in range(3)]
+    g = b.finish([sum_in_reverse(b, [b.reduce_sum(x, axes=(0,)) for x in xs])])
+    kept = merge_summed_reductions(g)
+    assert kept.op_counts()["reduce_sum"] == 3 and "concatenate" not in kept.op_counts()
+    check_same_values(g, kept)
 
 
 def test_a_sum_of_dots_with_large_operands_is_left_alone():
@@ -284,3 +317,6 @@ def test_lstm_training_step_keeps_its_values_and_loses_its_small_gemms():
     assert h_rows == [(0, 8), (2, 10)]
     x_reshaped = [n for n in merged.nodes if n.op == "reshape" and n.inputs[0] is merged.inputs[-2]]
     assert [n.outputs[0].shape for n in x_reshaped] == [(8, 5)]
+    # the bias gradient is one reduction of the da concatenate (not one per step)
+    assert [n.inputs[0] for n in merged.nodes if n.op == "reduce_sum" and n.outputs[0].shape == (16,)] \
+        == [big[1].outputs[0]]
