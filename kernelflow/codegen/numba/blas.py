@@ -1,4 +1,5 @@
-"""GEMMs on numpy's OpenBLAS, on one thread or on all of them, whichever has been faster lately.
+"""GEMMs on Intel MKL where it is installed (mkl.py says why), else on numpy's OpenBLAS, on one thread or on
+all of them, whichever has been faster lately. ``LIBRARY`` names the one in use.
 
 Two threads make a mid-sized GEMM ~1.6x faster on our quiet 2-core machines (128x784x256: 0.34 -> 0.21 ms;
 32x256x1024: 0.15 -> 0.09 ms), but when another process holds a core the same call on two threads stalls,
@@ -19,9 +20,10 @@ within ``FIRST_BURST`` calls (a decision backed off on one model's GEMMs says li
 model's: in the bench suite, W7's LSTM inherited W5's one-thread decision and ran 1.5x slower). GEMMs under ``MIN_THREADED_MACS`` multiply-adds always run
 on one thread (threads never pay there).
 
-The thread count is set with OpenBLAS's thread-local setting (``openblas_set_num_threads_local``), so other
-threads of the user's program are not affected. Where the symbol is missing (another BLAS), calls go
-straight to ``numpy.matmul``. ``OPENBLAS_NUM_THREADS=1`` keeps everything on one thread.
+The thread count is set with the library's thread-local setting (``MKL_Set_Num_Threads_Local``,
+``openblas_set_num_threads_local``), so other threads of the user's program are not affected. Where the
+symbol is missing (another BLAS), calls go straight to ``numpy.matmul``. ``OPENBLAS_NUM_THREADS=1`` (or
+``MKL_NUM_THREADS=1``) keeps everything on one thread; ``KERNELFLOW_BLAS=openblas`` stays off MKL.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ import os
 import time
 
 import numpy as np
+
+from .mkl import load as load_mkl
 
 MIN_THREADED_MACS = 1 << 21   # below: one thread (a 128x128x128 GEMM is 2M multiply-adds)
 BURST_CALLS = 6               # calls per burst in the other mode (the first is not measured)
@@ -66,10 +70,16 @@ def _load_setter():
 
 
 _SET_LOCAL = _load_setter()
+MKL = load_mkl()
+LIBRARY = "mkl" if MKL is not None else "openblas"
+if MKL is not None:
+    _SET_LOCAL = MKL.set_threads_local
 
 
 def _max_threads() -> int:
-    """OpenBLAS's thread count for this thread (setting 1 returns the previous value, set back)."""
+    """The library's thread count for this thread (setting 1 returns the previous value, set back)."""
+    if MKL is not None:
+        return MKL.max_threads
     if _SET_LOCAL is None:
         return 1
     n = _SET_LOCAL(1)
@@ -138,15 +148,21 @@ class ThreadMode:
 MODE = ThreadMode()
 
 
+def gemm(a, b, out) -> None:
+    """``numpy.matmul(a, b, out=out)``, on MKL when it is loaded and takes the operands."""
+    if MKL is None or not MKL.matmul(a, b, out):
+        np.matmul(a, b, out=out)
+
+
 def matmul(a, b, out, macs: int) -> None:
     """``numpy.matmul(a, b, out=out)`` in the process's current BLAS mode (``ThreadMode``)."""
     if _SET_LOCAL is None or MAX_THREADS < 2:
-        np.matmul(a, b, out=out)
+        gemm(a, b, out)
         return
     if macs < MIN_THREADED_MACS:
         old = _SET_LOCAL(1)
         try:
-            np.matmul(a, b, out=out)
+            gemm(a, b, out)
         finally:
             _SET_LOCAL(old)
         return
@@ -154,7 +170,7 @@ def matmul(a, b, out, macs: int) -> None:
     old = _SET_LOCAL(MAX_THREADS if mode else 1)
     try:
         start = time.perf_counter()
-        np.matmul(a, b, out=out)
+        gemm(a, b, out)
         MODE.record((a.shape, b.shape, a.strides, b.strides), mode, time.perf_counter() - start)
     finally:
         _SET_LOCAL(old)
