@@ -169,7 +169,7 @@ def run_workload(workload: Workload, cfg: Config, log: Callable[[str], None] = p
     First each implementation is built, called once (timed: the first call), warmed up, and checked against
     the numpy result. Then the timed runs are interleaved, one sample of every implementation per round, so
     that load from other processes on a shared machine falls on all of them alike rather than on whichever
-    happened to run at that moment."""
+    happened to run at that moment; each sample follows one untimed call of the same implementation."""
     data = workload.make_data(cfg.quick)
     view = workload.check_view or default_view
     calls_per_run = workload.calls_per_run(cfg.quick)
@@ -212,6 +212,10 @@ def run_workload(workload: Workload, cfg: Config, log: Callable[[str], None] = p
     for _ in range(cfg.runs):
         for impl, prepared in list(ready.items()):
             try:
+                # One untimed call first: the previous implementation's thread pool may still be spinning
+                # and its data fills the caches; a training loop calls one step after another, so the
+                # sample is taken in that steady state, for every implementation alike.
+                prepared.call()
                 rows[impl].times_s += time_calls(prepared.call, 1, calls_per_run)
             except Exception as exc:  # noqa: BLE001
                 _record_crash(rows[impl], exc, workload.key, log)

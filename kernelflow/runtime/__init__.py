@@ -8,9 +8,8 @@ from ..codegen.numba.blas import LIBRARY
 # 2-core machine a spinning thread that gets descheduled makes the next barrier wait a full time
 # slice (measured: 8 ms instead of 0.3 ms for a 300K-element kernel). Passive waiting unless the user
 # chose otherwise; it must be set before the first parallel kernel starts the OpenMP runtime. Not on
-# MKL: its GEMMs run on the same libgomp threads, and waking sleeping threads cost each GEMM ~100 us
-# (W7 39-42 ms passive, 26-27 spinning; under load, with one busy process beside it, 44 against
-# OpenBLAS's 49 ms). See codegen/numba/mkl.py.
+# MKL (KERNELFLOW_BLAS=mkl): its GEMMs run on the same libgomp threads, and waking sleeping threads cost
+# each GEMM ~100 us (W7 39-42 ms passive, 26-27 spinning). See codegen/numba/mkl.py.
 if LIBRARY != "mkl":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -1,5 +1,6 @@
-"""GEMMs on Intel MKL where it is installed (mkl.py says why), else on numpy's OpenBLAS, on one thread or on
-all of them, whichever has been faster lately. ``LIBRARY`` names the one in use.
+"""GEMMs on numpy's OpenBLAS (or on Intel MKL with ``KERNELFLOW_BLAS=mkl``: mkl.py says why it is not the
+default), on one thread or on all of them, whichever has been faster lately. ``LIBRARY`` names the one
+in use.
 
 Two threads make a mid-sized GEMM ~1.6x faster on our quiet 2-core machines (128x784x256: 0.34 -> 0.21 ms;
 32x256x1024: 0.15 -> 0.09 ms), but when another process holds a core the same call on two threads stalls,
@@ -23,7 +24,7 @@ on one thread (threads never pay there).
 The thread count is set with the library's thread-local setting (``MKL_Set_Num_Threads_Local``,
 ``openblas_set_num_threads_local``), so other threads of the user's program are not affected. Where the
 symbol is missing (another BLAS), calls go straight to ``numpy.matmul``. ``OPENBLAS_NUM_THREADS=1`` (or
-``MKL_NUM_THREADS=1``) keeps everything on one thread; ``KERNELFLOW_BLAS=openblas`` stays off MKL.
+``MKL_NUM_THREADS=1``) keeps everything on one thread.
 """
 from __future__ import annotations
 

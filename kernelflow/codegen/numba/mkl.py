@@ -1,9 +1,15 @@
 """GEMMs through Intel MKL's CBLAS (the ``mkl`` wheel's ``libmkl_rt``), called by ctypes.
 
-Why MKL: on our 2-core AVX-512 machines it runs the GEMMs of small training steps 1.2-1.5x faster than
-the OpenBLAS that numpy bundles (two threads: 128x784x256 192 against 231 us, 32x256x1024 70 against
-103 us, 32x1024x256 84 against 112 us; torch, on MKL too, measures the same). W7 (LSTM step) went from
-30.6-31.5 to 25.8-27.3 ms, W5 (MLP step) from 1.15 to 1.02 ms.
+Opt-in: ``KERNELFLOW_BLAS=mkl`` (with ``pip install kernelflow[mkl]``); the default is numpy's OpenBLAS.
+
+Why it is there: alone, MKL runs the small GEMMs of training steps 1.2-1.5x faster than the OpenBLAS
+that numpy bundles on our 2-core AVX-512 machines (two threads: 128x784x256 192 against 231 us,
+32x256x1024 70 against 103 us, 32x1024x256 84 against 112 us; torch, on MKL too, measures the same).
+Why it is not the default: inside a training step it is fast only some of the time. In some processes
+W7 (LSTM step) took 25.8-28.6 ms on MKL against 30.6-32 on OpenBLAS, and W5 1.02 against 1.15 ms; in
+others, on the same machine and the same code, W7 took 36-53 ms on MKL while OpenBLAS stayed at 31-33,
+because every recurrence GEMM ran at 127 us on two threads (70 alone, in the same process, right after
+the step). We did not find what decides between the two.
 
 Threads: MKL runs on its GNU threading layer, i.e. on libgomp, the OpenMP runtime of numba's ``omp``
 threading layer, so GEMMs and parallel kernels share ONE pool of threads. Two pools on two cores fight:
@@ -13,8 +19,8 @@ reason libgomp's threads must spin a little between parallel regions (its defaul
 (``OMP_WAIT_POLICY=PASSIVE``, which kernelflow sets only when it runs on OpenBLAS; see runtime/__init__):
 with passive waiting, W7 on MKL took 39-42 ms.
 
-``load()`` returns None, and blas.py stays on numpy's OpenBLAS, when ``KERNELFLOW_BLAS=openblas``, when no
-``libmkl_rt`` is installed, or when libgomp cannot be loaded.
+``load()`` returns None, and blas.py stays on numpy's OpenBLAS, unless ``KERNELFLOW_BLAS=mkl``; then it
+raises when no ``libmkl_rt`` is installed or libgomp cannot be loaded.
 """
 from __future__ import annotations
 
@@ -141,9 +147,16 @@ def _one_batch_dim(x: np.ndarray):
     return view, stride
 
 
-def load() -> Mkl | None:
-    """MKL set up on libgomp (see the module docstring), or None."""
-    if os.environ.get("KERNELFLOW_BLAS", "").lower() == "openblas":
+CHOICES = ("openblas", "mkl")
+
+
+def load(choice: str | None = None) -> Mkl | None:
+    """MKL set up on libgomp (see the module docstring) when ``choice`` (default: the environment's
+    ``KERNELFLOW_BLAS``, else "openblas") is "mkl"; None for "openblas"."""
+    choice = (os.environ.get("KERNELFLOW_BLAS") or "openblas") if choice is None else choice
+    if choice.lower() not in CHOICES:
+        raise ValueError(f"KERNELFLOW_BLAS={choice!r}: expected one of {', '.join(CHOICES)}")
+    if choice.lower() == "openblas":
         return None
     for path in _candidates():
         try:
@@ -152,10 +165,11 @@ def load() -> Mkl | None:
             continue
         try:
             ctypes.CDLL("libgomp.so.1", mode=ctypes.RTLD_GLOBAL)   # the runtime of the GNU layer
-        except OSError:
-            return None
+        except OSError as exc:
+            raise RuntimeError(f"KERNELFLOW_BLAS=mkl: MKL runs on libgomp, which does not load ({exc})") from None
         if lib.MKL_Set_Threading_Layer(MKL_THREADING_GNU) != MKL_THREADING_GNU:
-            return None    # MKL was set up before us (by the user, in this process): not our pool
+            raise RuntimeError("KERNELFLOW_BLAS=mkl: MKL was set up in this process before kernelflow, "
+                               "on another threading layer than GNU (libgomp)")
         lib.MKL_Set_Interface_Layer(MKL_INTERFACE_LP64)
         return Mkl(lib, path)
-    return None
+    raise RuntimeError("KERNELFLOW_BLAS=mkl: no libmkl_rt found (pip install 'kernelflow[mkl]')")
