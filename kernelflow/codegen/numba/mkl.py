@@ -48,8 +48,7 @@ def _candidates() -> list[str]:
 class Mkl:
     """The CBLAS entry points kernelflow uses, typed for ctypes."""
 
-    def __init__(self, lib: ctypes.CDLL, path: str):
-        self.path = path
+    def __init__(self, lib: ctypes.CDLL):
         P, I, F, D = ctypes.c_void_p, ctypes.c_int, ctypes.c_float, ctypes.c_double
         self._gemm, self._batched = {}, {}
         for dtype, letter, scalar in ((np.dtype(np.float32), "s", F), (np.dtype(np.float64), "d", D)):
@@ -171,5 +170,5 @@ def load(choice: str | None = None) -> Mkl | None:
             raise RuntimeError("KERNELFLOW_BLAS=mkl: MKL was set up in this process before kernelflow, "
                                "on another threading layer than GNU (libgomp)")
         lib.MKL_Set_Interface_Layer(MKL_INTERFACE_LP64)
-        return Mkl(lib, path)
+        return Mkl(lib)
     raise RuntimeError("KERNELFLOW_BLAS=mkl: no libmkl_rt found (pip install 'kernelflow[mkl]')")

@@ -338,7 +338,6 @@ class _Driver:
         mm = self.bind("_matmul", "matmul", None)  # BLAS thread count chosen per shape (blas.py)
         self.emit(f"{mm}({a}, {bt}, {target}, {b * m * k * n})")
 
-
     def transposed_copy(self, w) -> str:
         """A contiguous copy of ``w.T`` (``w`` 2-D), made by its first reader in the schedule and read
         by all (see ``_shared_transposed_rhs``)."""

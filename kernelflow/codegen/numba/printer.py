@@ -296,21 +296,21 @@ class _Printer:
         self.emit(1, "# column reduction: rows inside (unit stride), one accumulator per row")
         if parallel:
             width = -(-n // numba.config.NUMBA_NUM_THREADS)
-            width = -(-width // 16) * 16             # whole 64-byte lines of f32 per block
+            width = -(-width // 16) * 16             # whole 64-byte cache lines per block (f32)
             blocks = -(-n // width)
             self.emit(1, f"for c in prange({blocks}):  # blocks of {width} columns")
             self.emit(2, f"lo = c * {width}")
             self.emit(2, f"hi = min(lo + {width}, {n})")
-            d, size, first, last, at = 2, width, "lo", "hi", "o0 - lo"
+            d, size, span, at = 2, width, "lo, hi", "o0 - lo"
         else:
-            d, size, first, last, at = 1, n, "0", str(n), "o0"
+            d, size, span, at = 1, n, str(n), "o0"
         for e in reductions:
             self.emit(d, f"acc{e.id} = np.full({size}, {reduce_init(e.reduce, e.dtype)})  # {e.label}")
         top = d
         for j, extent in enumerate(k.inner):
             self.emit(d, f"for {self.inner_names[j]} in range({extent}):")
             d += 1
-        self.emit(d, f"for o0 in range({first}, {last}):" if parallel else f"for o0 in range({n}):")
+        self.emit(d, f"for o0 in range({span}):")
         d += 1
         roots = phase_roots(k.exprs, k.stores, 0)
         for i in row_deps(self.k, roots):
@@ -326,7 +326,7 @@ class _Printer:
                 fn = "kf_max_acc" if e.reduce == "max" else "kf_min_acc"
                 self.emit(d, f"{acc} = {fn}({acc}, {x})")
         self.row_done = set()
-        self.emit(top, f"for o0 in range({first}, {last}):" if parallel else f"for o0 in range({n}):")
+        self.emit(top, f"for o0 in range({span}):")
         for e in reductions:
             self.emit(top + 1, f"{self.var(e.id)} = acc{e.id}[{at}]")
             self.row_done.add(e.id)
