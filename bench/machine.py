@@ -1,6 +1,8 @@
 """The machine and software a run measured: CPU, cores, caches, memory, library versions, git commit."""
 from __future__ import annotations
 
+import ctypes
+import glob
 import importlib.metadata
 import os
 import platform
@@ -75,6 +77,26 @@ def _blas() -> str | None:
         return None
 
 
+def _blas_kernels() -> str | None:
+    """The kernels numpy's OpenBLAS runs ("Haswell": AVX2, "SkylakeX": AVX-512, ...), which numpy's and
+    kernelflow's GEMMs both use. OpenBLAS picks them when it loads, from the CPU or from OPENBLAS_CORETYPE:
+    on our Zen 5 machines the environment pins "Haswell", and the AVX-512 kernels run the training steps'
+    GEMMs 1.6x faster, so figures from machines with another setting do not compare."""
+    try:
+        import numpy as np
+        libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+        for path in sorted(glob.glob(os.path.join(libs, "*openblas*.so*"))):
+            lib = ctypes.CDLL(path)
+            for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
+                fn = getattr(lib, name, None)
+                if fn is not None:
+                    fn.restype = ctypes.c_char_p
+                    return fn().decode()
+    except Exception:  # noqa: BLE001 - informational only
+        pass
+    return None
+
+
 def describe() -> dict:
     versions = {}
     for name in PACKAGES:
@@ -91,6 +113,8 @@ def describe() -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "numpy_blas": _blas(),
+        "blas_kernels": _blas_kernels(),
+        "blas_environment": {k: v for k, v in sorted(os.environ.items()) if k.startswith("OPENBLAS_")},
         "versions": versions,
         "git_commit": _git_commit(),
     }

@@ -65,7 +65,9 @@ def markdown(results: dict) -> str:
         "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores "
         f"({', '.join(machine['cpu_flags'])}), caches {machine['caches']}, {machine['memory_gib']} GiB; "
-        f"numpy BLAS {machine['numpy_blas']}; Python {machine['python']}; {versions}; "
+        f"numpy BLAS {machine['numpy_blas']} running its {machine.get('blas_kernels')} kernels"
+        + "".join(f", {k}={v}" for k, v in machine.get("blas_environment", {}).items())
+        + f"; Python {machine['python']}; {versions}; "
         f"git {machine['git_commit']}.",
         "",
         f"Load average (1 min) {results['load_average']['start']:.2f} at the start, "

@@ -73,3 +73,18 @@ def test_cross_check_detects_a_wrong_result():
     assert not compare(wrong, ref, tol)[0]
     assert not compare([("out0", ref[0][1][:-1])], ref, tol)[0]            # shape mismatch
     assert not compare([("out0", np.full(101, np.nan, np.float32))], ref, tol)[0]
+
+
+@pytest.mark.parametrize("coretype", ["Haswell", "Sandybridge"])
+def test_machine_names_the_blas_kernels_openblas_was_told_to_use(coretype):
+    # OpenBLAS takes OPENBLAS_CORETYPE when it loads; the report must name the kernels it really runs,
+    # because they decide the GEMM figures (AVX2 against AVX-512: 1.6x on our Zen 5 machines).
+    code = ("import json; from bench import machine; d = machine.describe(); "
+            "print(json.dumps([d['blas_kernels'], d['blas_environment']]))")
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OPENBLAS_CORETYPE=coretype)
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    kernels, settings = json.loads(done.stdout)
+    assert kernels.lower() == coretype.lower()
+    assert settings["OPENBLAS_CORETYPE"] == coretype
