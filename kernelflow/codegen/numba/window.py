@@ -277,7 +277,7 @@ def _conv_in_channels(block, gt, w, dxt, out, sh, pt, pl, dh, dw, groups):
     weights, at row a*sh + i*dh and column offset j*dw; their unpadded parts then go back to NCHW."""
     o_, oh, ow, n_ = gt.shape
     cg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
-    hp, wp = dxt.shape[1], dxt.shape[2]
+    wp = dxt.shape[2]
     og = o_ // groups
     per_group = (cg + 1) // 2
     g = block // per_group
