@@ -1,8 +1,6 @@
 """The machine and software a run measured: CPU, cores, caches, memory, library versions, git commit."""
 from __future__ import annotations
 
-import ctypes
-import glob
 import importlib.metadata
 import os
 import platform
@@ -83,18 +81,10 @@ def _blas_kernels() -> str | None:
     on our Zen 5 machines the environment pins "Haswell", and the AVX-512 kernels run the training steps'
     GEMMs 1.6x faster, so figures from machines with another setting do not compare."""
     try:
-        import numpy as np
-        libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
-        for path in sorted(glob.glob(os.path.join(libs, "*openblas*.so*"))):
-            lib = ctypes.CDLL(path)
-            for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
-                fn = getattr(lib, name, None)
-                if fn is not None:
-                    fn.restype = ctypes.c_char_p
-                    return fn().decode()
+        from kernelflow.codegen.numba.blas import openblas_corename
+        return openblas_corename()
     except Exception:  # noqa: BLE001 - informational only
-        pass
-    return None
+        return None
 
 
 def describe() -> dict:

@@ -1,5 +1,10 @@
 """The process-wide BLAS thread mode (codegen/numba/blas.py): the policy on given call times, and results."""
+import os
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 
 from kernelflow.codegen.numba import blas
 
@@ -99,3 +104,26 @@ def test_a_new_gemm_shape_is_measured_again_soon_after_a_long_backed_off_decisio
         mode.record(other, m, 0.6 if m else 1.0)
     assert 1 in modes[:blas.FIRST_BURST + blas.BURST_CALLS]  # a burst on all threads came at once
     assert mode.mode == 1
+
+
+@pytest.mark.skipif(blas.LIBRARY != "openblas", reason="the advice is about numpy's OpenBLAS")
+def test_kernel_advice_only_for_openblas_without_avx512_on_a_host_with_it(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    advice = blas.kernel_advice("Haswell", host_avx512=True)
+    assert "Haswell" in advice and "OPENBLAS_CORETYPE=Haswell" in advice and "AVX-512" in advice
+    assert blas.kernel_advice("SkylakeX", host_avx512=True) is None
+    assert blas.kernel_advice("SapphireRapids", host_avx512=True) is None
+    assert blas.kernel_advice("Haswell", host_avx512=False) is None
+    assert blas.kernel_advice(None, host_avx512=True) is None
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert "because" not in blas.kernel_advice("Zen", host_avx512=True)
+
+
+def test_openblas_names_the_kernels_it_was_told_to_load():
+    # an independent check of openblas_corename: a new process whose OpenBLAS is told which kernels to use
+    code = "from kernelflow.codegen.numba import blas; print(blas.openblas_corename(), blas.host_has_avx512())"
+    env = dict(os.environ, OPENBLAS_CORETYPE="Sandybridge")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    core, avx512 = done.stdout.split()
+    assert core.lower() == "sandybridge" and avx512 in ("True", "False")

@@ -333,3 +333,19 @@ def test_a_cold_compile_prints_nothing(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
+
+
+def test_profile_table_carries_the_blas_kernel_advice_only_with_a_gemm(monkeypatch):
+    """The advice line (codegen/numba/blas.py ``kernel_advice``) follows the table of a schedule that runs
+    a GEMM, and only then."""
+    from kernelflow.codegen.numba import blas
+    monkeypatch.setattr(blas, "kernel_advice", lambda core, host_avx512: "note: ADVICE")
+
+    def gemm(b, x, w):
+        return [b.dot_general(x, w, contract=((1,), (0,)), batch=((), ()))]
+    exe = compile_graph(build([((8, 16), "f32"), ((16, 4), "f32")], gemm, "prof_gemm"), profile=True)
+    exe(rand(8, 16), rand(16, 4))
+    assert exe.profile().splitlines()[-1] == "note: ADVICE"
+    exe = compile_graph(build([((8, 16), "f32")], lambda b, x: [b.exp(x)], "prof_exp"), profile=True)
+    exe(rand(8, 16))
+    assert "ADVICE" not in exe.profile()

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..codegen.kernel import Kernel, build_kernel, in_place_ok, touched_elements
+from ..codegen.numba import blas
 from ..codegen.numba.module import module_source
 from ..ir import primitive
 from ..ir.graph import Graph
@@ -304,6 +305,10 @@ class Executable:
             what = names.get(i) or ", ".join(f"{n.op} {self.plan.names[n.outputs[0]]}" for n in s.nodes[:3])
             lines.append(f"{i:>5} {s.kind:8} {t * 1e3:9.3f} {100 * t * calls / max(total, 1e-12):5.1f}% "
                          f"{nbytes / 2**20:8.2f} {rate}  {what}")
+        if any(s.kind == "library" for s in self.plan.steps):
+            advice = blas.kernel_advice(blas.openblas_corename(), blas.host_has_avx512())
+            if advice:
+                lines.append(advice)
         return "\n".join(lines)
 
     def explain(self) -> str:

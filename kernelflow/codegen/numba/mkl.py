@@ -5,6 +5,9 @@ Opt-in: ``KERNELFLOW_BLAS=mkl`` (with ``pip install kernelflow[mkl]``); the defa
 Why it is there: alone, MKL runs the small GEMMs of training steps 1.2-1.5x faster than the OpenBLAS
 that numpy bundles on our 2-core AVX-512 machines (two threads: 128x784x256 192 against 231 us,
 32x256x1024 70 against 103 us, 32x1024x256 84 against 112 us; torch, on MKL too, measures the same).
+Probably not a fair fight: those machines' environment likely pinned OpenBLAS to its AVX2 kernels
+(OPENBLAS_CORETYPE=Haswell, as on our Zen 5 machines, where its AVX-512 kernels are 1.6x faster on these
+GEMMs; see blas.kernel_advice and docs/benchmarks.md).
 Why it is not the default: inside a training step it is fast only some of the time. In some processes
 W7 (LSTM step) took 25.8-28.6 ms on MKL against 30.6-32 on OpenBLAS, and W5 1.02 against 1.15 ms; in
 others, on the same machine and the same code, W7 took 36-53 ms on MKL while OpenBLAS stayed at 31-33,
