@@ -1,6 +1,8 @@
 """The machine and software a run measured: CPU, cores, caches, memory, library versions, git commit."""
 from __future__ import annotations
 
+import ctypes
+import glob
 import importlib.metadata
 import os
 import platform
@@ -79,12 +81,24 @@ def _blas_kernels() -> str | None:
     """The kernels numpy's OpenBLAS runs ("Haswell": AVX2, "SkylakeX": AVX-512, ...), which numpy's and
     kernelflow's GEMMs both use. OpenBLAS picks them when it loads, from the CPU or from OPENBLAS_CORETYPE:
     on our Zen 5 machines the environment pins "Haswell", and the AVX-512 kernels run the training steps'
-    GEMMs 1.6x faster, so figures from machines with another setting do not compare."""
+    GEMMs 1.6x faster, so figures from machines with another setting do not compare.
+
+    Asked by ctypes here rather than through kernelflow (blas.openblas_corename does the same): the suite
+    describes the machine before any peer loads, and importing kernelflow then would set its
+    OMP_WAIT_POLICY for torch's OpenMP runtime too."""
     try:
-        from kernelflow.codegen.numba.blas import openblas_corename
-        return openblas_corename()
+        import numpy as np
+        libs = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
+        for path in sorted(glob.glob(os.path.join(libs, "*openblas*.so*"))):
+            lib = ctypes.CDLL(path)
+            for name in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename"):
+                fn = getattr(lib, name, None)
+                if fn is not None:
+                    fn.restype = ctypes.c_char_p
+                    return fn().decode()
     except Exception:  # noqa: BLE001 - informational only
-        return None
+        pass
+    return None
 
 
 def describe() -> dict:

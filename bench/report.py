@@ -65,7 +65,8 @@ def markdown(results: dict) -> str:
         "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores "
         f"({', '.join(machine['cpu_flags'])}), caches {machine['caches']}, {machine['memory_gib']} GiB; "
-        f"numpy BLAS {machine['numpy_blas']} running its {machine.get('blas_kernels')} kernels"
+        f"numpy BLAS {machine['numpy_blas']}"
+        + (f" running its {machine['blas_kernels']} kernels" if machine.get("blas_kernels") else "")
         + "".join(f", {k}={v}" for k, v in machine.get("blas_environment", {}).items())
         + f"; Python {machine['python']}; {versions}; "
         f"git {machine['git_commit']}.",

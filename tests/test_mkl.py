@@ -13,6 +13,7 @@ import pytest
 
 from kernelflow.codegen.numba import mkl
 
+
 def _try_mkl():
     try:
         return mkl.load("mkl")
